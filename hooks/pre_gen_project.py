@@ -1,0 +1,146 @@
+"""Check the answers before cookiecutter renders a single file.
+
+Cookiecutter runs this file after filling in the answers below. A non-zero
+exit stops generation and removes the project folder, so a bad answer leaves
+nothing on disk. The checks live in functions so that the template's tests
+can import and exercise them directly.
+"""
+
+import json
+import re
+import sys
+
+# The deployed URL of a web function is
+#   https://policyengine-<env>--<app>-<function>.modal.run
+# and everything before ".modal.run" is one DNS label, at most 63 characters.
+# The longest one this template produces is the FastAPI app in staging/testing.
+DNS_LABEL_LIMIT = 63
+LONGEST_URL_PREFIX = "policyengine-staging--"
+LONGEST_FUNCTION_SUFFIX = "-fastapi-app"
+MAX_REPO_NAME_LENGTH = (
+    DNS_LABEL_LIMIT - len(LONGEST_URL_PREFIX) - len(LONGEST_FUNCTION_SUFFIX)
+)
+
+REPO_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+COUNTRIES = ("us", "uk")
+PYTHON_VERSIONS = ("3.12", "3.13")
+KNOWN_SECRETS = (
+    "policyengine-logfire",
+    "gcp-credentials",
+    "huggingface-token",
+    "anthropic-api-key",
+)
+
+
+def suggest_repo_name(name: str) -> str:
+    """A kebab-case name close to ``name`` that passes ``check_repo_name``."""
+    words = re.findall(r"[a-z0-9]+", name.lower())
+    slug = "-".join(words).lstrip("-0123456789") or "my-backend"
+    if len(slug) > MAX_REPO_NAME_LENGTH:
+        slug = slug[:MAX_REPO_NAME_LENGTH].rsplit("-", 1)[0].rstrip("-")
+    return slug
+
+
+def check_repo_name(name: str) -> list[str]:
+    """Problems with ``repo_name``, each a full sentence with a fix."""
+    shown = json.dumps(name)
+    fix = f'Try repo_name="{suggest_repo_name(name)}".'
+    if not name:
+        return [f"repo_name is empty. {fix}"]
+    problems = []
+    if not REPO_NAME_PATTERN.match(name):
+        problems.append(
+            f"repo_name {shown} is not kebab-case: use lowercase letters and "
+            "digits in words joined by single hyphens, starting with a letter "
+            f"(no spaces, underscores, capitals or leading/trailing hyphens). {fix}"
+        )
+    if len(name) > MAX_REPO_NAME_LENGTH:
+        label = f"{LONGEST_URL_PREFIX}{name}{LONGEST_FUNCTION_SUFFIX}"
+        problems.append(
+            f"repo_name {shown} is {len(name)} characters; at most "
+            f"{MAX_REPO_NAME_LENGTH} fit, because the Modal URL label "
+            f"{label!r} would be {len(label)} characters and DNS allows "
+            f"{DNS_LABEL_LIMIT}. {fix}"
+        )
+    return problems
+
+
+def check_one_line(key: str, value: str) -> list[str]:
+    if not value.strip():
+        return [f"{key} is empty. Give a short, one-line value."]
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return [
+            f"{key} {json.dumps(value)} contains a line break or control "
+            "character. Give a single line of plain text."
+        ]
+    return []
+
+
+def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> list[str]:
+    if value in allowed:
+        return []
+    return [f"{key} {json.dumps(value)} is not one of {', '.join(allowed)}."]
+
+
+def parse_secret_names(raw: str) -> list[str]:
+    """Split the comma-separated ``modal_secrets`` answer into names."""
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+def check_secret_names(raw: str) -> list[str]:
+    problems = []
+    names = parse_secret_names(raw)
+    for name in names:
+        if not SECRET_NAME_PATTERN.match(name):
+            problems.append(
+                f"modal_secrets entry {json.dumps(name)} is not a valid Modal "
+                "secret name: use letters, digits, '-', '_' or '.', at most 63 "
+                "characters. Separate several names with commas."
+            )
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        problems.append(
+            f"modal_secrets names {', '.join(duplicates)} more than once. "
+            "List each secret once."
+        )
+    return problems
+
+
+def unknown_secret_names(raw: str) -> list[str]:
+    return [name for name in parse_secret_names(raw) if name not in KNOWN_SECRETS]
+
+
+def check_answers(answers: dict) -> list[str]:
+    """Every problem with the answers; an empty list means they are fine."""
+    return [
+        *check_one_line("project_name", answers["project_name"]),
+        *check_repo_name(answers["repo_name"]),
+        *check_one_line("description", answers["description"]),
+        *check_choice("country", answers["country"], COUNTRIES),
+        *check_choice("python_version", answers["python_version"], PYTHON_VERSIONS),
+        *check_secret_names(answers["modal_secrets"]),
+    ]
+
+
+def main(answers: dict) -> int:
+    problems = check_answers(answers)
+    for problem in problems:
+        print(f"ERROR: {problem}", file=sys.stderr)
+    if problems:
+        print("Nothing was generated.", file=sys.stderr)
+        return 1
+    for name in unknown_secret_names(answers["modal_secrets"]):
+        print(
+            f"NOTE: secret {name!r} is not one of the workspace's known secrets "
+            f"({', '.join(KNOWN_SECRETS)}); create it with `modal secret create` "
+            "before deploying.",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    # The answers arrive as JSON data, never as Python source: tojson writes
+    # ' as \u0027, so no answer can close this ''' literal.
+    sys.exit(main(json.loads(r'''{{ cookiecutter | tojson }}''')))

@@ -1,0 +1,101 @@
+"""Fixtures for testing the template: rendering, hook modules, shared venvs.
+
+Rendering is cheap; installing and importing a country model is not
+(policyengine-us: about a minute to install, 25 s to import). So each
+country gets one virtual environment under .cache/, made by the rendered
+project's own `make install` and reused by every test and every run.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+CACHE = TEMPLATE / ".cache"
+DEFAULTS = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+
+
+def bake(output_dir: Path, **answers) -> Path:
+    """Render the template with these answers; returns the project folder."""
+    return Path(
+        cookiecutter(
+            str(TEMPLATE),
+            no_input=True,
+            extra_context=answers,
+            output_dir=str(output_dir),
+            default_config=True,
+        )
+    )
+
+
+def load_hook(name: str):
+    """Import hooks/<name>.py as a module; its main() is not run."""
+    spec = importlib.util.spec_from_file_location(name, TEMPLATE / "hooks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def pre_gen():
+    return load_hook("pre_gen_project")
+
+
+@pytest.fixture(scope="session")
+def post_gen():
+    return load_hook("post_gen_project")
+
+
+@pytest.fixture(scope="session")
+def default_project(tmp_path_factory) -> Path:
+    return bake(tmp_path_factory.mktemp("default"))
+
+
+def run(command: list[str], cwd: Path, env: dict | None = None, timeout: float = 900):
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def shared_venv(country: str) -> Path:
+    return CACHE / f"venv-{country}"
+
+
+@pytest.fixture(scope="session")
+def rendered_suites(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """Render each country and run its own `make test`, both at once.
+
+    The two suites are mostly waiting on imports and single-threaded
+    calculations, so running them side by side uses both cores.
+    """
+    running = {}
+    for country in ("us", "uk"):
+        project = bake(tmp_path_factory.mktemp(f"suite-{country}"), country=country)
+        running[country] = subprocess.Popen(
+            ["make", "test", f"VENV={shared_venv(country)}", "PYTEST_ARGS=-q -p no:cacheprovider"],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    results = {}
+    for country, process in running.items():
+        output, _ = process.communicate(timeout=1500)
+        results[country] = subprocess.CompletedProcess(process.args, process.returncode, output)
+    return results
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,129 @@
+"""Render every option combination and check what comes out."""
+
+import ast
+import itertools
+import json
+import re
+import subprocess
+import sys
+import tomllib
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import bake
+
+COMBINATIONS = [
+    {"country": country, "python_version": version, "modal_secrets": secrets}
+    for country, version, secrets in itertools.product(
+        ["us", "uk"], ["3.12", "3.13"], ["", "policyengine-logfire, gcp-credentials"]
+    )
+]
+# Jinja left behind: "{{ cookiecutter.x }}", "{% if %}", "{# #}". GitHub's own
+# "${{ secrets.X }}" expressions in workflows are meant to stay.
+UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#|cookiecutter\.")
+
+
+def combination_id(answers: dict) -> str:
+    secrets = "secrets" if answers["modal_secrets"] else "no-secrets"
+    return f"{answers['country']}-py{answers['python_version']}-{secrets}"
+
+
+@pytest.fixture(scope="module", params=COMBINATIONS, ids=combination_id)
+def project(request, tmp_path_factory) -> tuple[Path, dict]:
+    answers = request.param
+    return bake(tmp_path_factory.mktemp("bake"), **answers), answers
+
+
+def project_files(root: Path):
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_folder_is_named_after_the_app(project):
+    root, _ = project
+    assert root.name == "salt-cap-calculator"
+
+
+def test_nothing_is_left_unrendered(project):
+    root, _ = project
+    leftovers = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for path in project_files(root)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if UNRENDERED.search(line)
+    ]
+    assert leftovers == []
+
+
+def test_expected_files_exist(project):
+    root, _ = project
+    for name in [
+        "modal_app.py", "api/main.py", "api/models.py", "api/settings.py",
+        "api/engine.py", "api/systems.py", "api/household.py", "api/validation.py",
+        "tests/conftest.py", "pyproject.toml", "README.md", ".gitignore",
+        "Makefile", ".cruft.json", "bench/bench.py", "scripts/verify.py",
+        ".github/workflows/test.yml", ".github/workflows/deploy.yml",
+        ".github/workflows/health.yml",
+    ]:
+        assert (root / name).is_file(), name
+
+
+def test_data_files_parse(project):
+    root, answers = project
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == root.name
+    assert any(
+        dep.startswith(f"policyengine-{answers['country']}>=")
+        for dep in pyproject["project"]["dependencies"]
+    )
+    record = json.loads((root / ".cruft.json").read_text())
+    assert record["context"]["cookiecutter"]["country"] == answers["country"]
+    for workflow in (root / ".github/workflows").glob("*.yml"):
+        assert isinstance(yaml.safe_load(workflow.read_text()), dict), workflow
+
+
+def test_python_compiles(project):
+    root, _ = project
+    for path in root.rglob("*.py"):
+        ast.parse(path.read_text(), filename=str(path))
+
+
+def test_ruff_is_clean(project):
+    root, _ = project
+    ruff = Path(sys.executable).with_name("ruff")
+    check = subprocess.run([ruff, "check", "."], cwd=root, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run(
+        [ruff, "format", "--check", "--diff", "."], cwd=root, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_modal_app_imports_with_deprecations_as_errors(project):
+    root, answers = project
+    code = f"""
+import warnings, modal
+warnings.simplefilter("error", modal.exception.DeprecationError)
+import modal_app
+info = modal_app.fastapi_app.info()
+assert modal_app.app.name == {root.name!r}
+assert modal_app.PYTHON_VERSION == {answers['python_version']!r}
+assert info.timeout == 300 and info.memory_mib >= 3072
+assert sorted(info.secrets) == {sorted(s.strip() for s in answers['modal_secrets'].split(',') if s.strip())!r}, info.secrets
+assert modal_app.health.local() == {{"status": "ok"}}
+"""
+    with warnings.catch_warnings():
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=root, capture_output=True, text=True
+        )
+    assert result.returncode == 0, result.stderr
+
+
+def test_makefile_is_written_by_the_hook(project):
+    root, _ = project
+    makefile = (root / "Makefile").read_text()
+    for target in ["install", "test", "dev", "deploy", "health", "help"]:
+        assert re.search(rf"^{target}:", makefile, re.M), target
+    assert "APP := salt-cap-calculator" in makefile

@@ -1,0 +1,100 @@
+"""Request and response bodies of the HTTP API.
+
+They follow policyengine-api's ``POST /{{ cookiecutter.country }}/calculate``, so a frontend
+written against it works here unchanged. The models describe the shapes;
+whether a variable or parameter exists is checked against the country model
+in ``api/validation.py``.
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+
+# A variable's values by period: {"2025": 30000}. null asks for the value.
+Value = bool | int | float | str | None
+Periods = dict[str, Value]
+# One person or group: {"age": {"2025": 40}}; groups also list "members".
+Member = dict[str, Periods | list[str]]
+Group = dict[str, Member]
+
+
+class Axis(BaseModel):
+    """Vary one input over a range; the household is copied once per point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Variable to vary, e.g. employment_income.")
+    count: int = Field(ge=1, description="Number of points.")
+    min: float = 0
+    max: float
+    period: str | int | None = Field(default=None, description="e.g. 2025.")
+    index: int = Field(default=0, ge=0, description="Which member to vary.")
+
+
+class Household(BaseModel):
+    """A household in PolicyEngine's JSON format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    people: Group
+{%- if cookiecutter.country == "us" %}
+    tax_units: Group = Field(default_factory=dict)
+    families: Group = Field(default_factory=dict)
+    spm_units: Group = Field(default_factory=dict)
+    marital_units: Group = Field(default_factory=dict)
+    households: Group = Field(default_factory=dict)
+{%- else %}
+    benunits: Group = Field(default_factory=dict)
+    households: Group = Field(default_factory=dict)
+{%- endif %}
+    axes: list[list[Axis]] | None = Field(
+        default=None,
+        description="Inner lists vary in step (same count); outer lists form a grid.",
+    )
+
+
+# A parametric reform: {"gov.path.to.parameter": {"2025-01-01.2100-12-31": 3000}}.
+Policy = dict[str, dict[str, bool | int | float]]
+
+
+
+class CalculateRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"household": EXAMPLE_HOUSEHOLD},
+                {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY},
+            ]
+        },
+    )
+
+    household: Household
+    policy: Policy | None = Field(
+        default=None,
+        description="Parametric reform: parameter name -> {'start.stop': value}.",
+    )
+
+
+class CalculateResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    message: str | None = None
+    result: dict[str, Any] = Field(
+        description="The household with every null filled in."
+    )
+
+
+class ErrorResponse(BaseModel):
+    status: Literal["error"] = "error"
+    message: str = Field(description="What was wrong, naming the field or limit.")
+    result: None = None
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "starting"]
+    country: str
+    package: str
+    version: str

@@ -1,0 +1,85 @@
+"""Settings, read once from environment variables.
+
+Every tunable of the backend lives here, with its default and the
+environment variable that overrides it, so there is one place to look.
+"""
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+COUNTRY = "{{ cookiecutter.country }}"
+COUNTRY_PACKAGE = "policyengine-{{ cookiecutter.country }}"
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+# Browsers on these origins may call the API: local frontends and
+# PolicyEngine's own sites. Extend with CORS_ALLOW_ORIGINS.
+DEFAULT_ORIGINS = (
+    "http://localhost:3000",
+    "http://localhost:5173",
+    "http://127.0.0.1:3000",
+    "http://127.0.0.1:5173",
+    "https://policyengine.org",
+    "https://www.policyengine.org",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Reformed tax-benefit systems kept in memory, least recently used first
+    # out. Each costs little (it shares the baseline's unchanged parameters).
+    policy_cache_size: int = field(
+        default_factory=lambda: _int("POLICY_CACHE_SIZE", 32)
+    )
+    # Finished results kept in memory, keyed by the exact request.
+    result_cache_size: int = field(
+        default_factory=lambda: _int("RESULT_CACHE_SIZE", 256)
+    )
+    # Request limits: each answers with a 413 or 422 that names it.
+    max_body_bytes: int = field(
+        default_factory=lambda: _int("MAX_BODY_BYTES", 1_000_000)
+    )
+    max_people: int = field(default_factory=lambda: _int("MAX_PEOPLE", 50))
+    max_axis_points: int = field(
+        default_factory=lambda: _int("MAX_AXIS_POINTS", 2_001)
+    )
+    max_policy_parameters: int = field(
+        default_factory=lambda: _int("MAX_POLICY_PARAMETERS", 200)
+    )
+    # A calculation that runs longer than this answers 504; the container's
+    # own Modal timeout is longer, so the client hears why.
+    calculation_timeout_seconds: float = field(
+        default_factory=lambda: _float("CALCULATION_TIMEOUT_SECONDS", 120)
+    )
+    # Calculations are CPU-bound: more threads than cores only adds waiting.
+    calculation_workers: int = field(
+        default_factory=lambda: _int("CALCULATION_WORKERS", 2)
+    )
+    cors_allow_origins: tuple[str, ...] = field(
+        default_factory=lambda: _list("CORS_ALLOW_ORIGINS", DEFAULT_ORIGINS)
+    )
+    # Vercel preview deployments get a new host each time; allow them by
+    # pattern, e.g. r"https://my-app-[a-z0-9-]+\.vercel\.app". Empty: none.
+    cors_allow_origin_regex: str | None = field(
+        default_factory=lambda: os.environ.get("CORS_ALLOW_ORIGIN_REGEX") or None
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

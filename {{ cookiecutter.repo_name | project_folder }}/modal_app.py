@@ -1,0 +1,85 @@
+"""Modal wiring: the app, its image and its two web functions.
+
+Deploy with `make deploy` (it checks the workspace first), never by hand.
+Nothing here knows about households or policies: that is in `api/`.
+"""
+
+import os
+from pathlib import Path
+
+import modal
+
+APP_NAME = "{{ cookiecutter.repo_name }}"
+PYTHON_VERSION = "{{ cookiecutter.python_version }}"
+{%- set secret_names = cookiecutter.modal_secrets.split(",") | map("trim") | reject("equalto", "") | list %}
+# Existing secrets of the policyengine workspace, injected as environment
+# variables. Add one here after `modal secret create`, never in code.
+SECRET_NAMES: list[str] = [{% for name in secret_names %}
+    {{ name | tojson }},{% endfor %}{% if secret_names %}
+{% endif %}]
+
+# Set only in the backend's image, so the model warms up at import time in
+# that container (and the memory snapshot keeps the result), never when
+# this file is imported locally by `modal deploy` or the tests.
+WARM_UP_VARIABLE = "BACKEND_WARM_UP_ON_IMPORT"
+
+# Sized from `make bench`: peak memory after 20 distinct policies, plus
+# headroom for concurrent calculations. See README, "Memory".
+MEMORY_MB = 4096
+# Calculations are CPU-bound and mostly single-threaded; two cores let two
+# run side by side while the event loop stays free for /health.
+CPU_CORES = 2.0
+# A household calculation takes about a second; a long sweep can take more.
+TIMEOUT_SECONDS = 300
+# Few inputs per container for CPU-bound work: beyond `target` Modal starts
+# another container; `max` bounds the queue inside one.
+TARGET_INPUTS = 2
+MAX_INPUTS = 4
+MAX_CONTAINERS = 10
+# Keep an idle container for five minutes: dashboards send bursts.
+SCALEDOWN_SECONDS = 300
+
+app = modal.App(APP_NAME)
+
+image = (
+    modal.Image.debian_slim(python_version=PYTHON_VERSION)
+    # One source of truth: the same dependencies `make install` uses.
+    .pip_install_from_pyproject(str(Path(__file__).with_name("pyproject.toml")))
+    .env({"NUMEXPR_MAX_THREADS": "4", WARM_UP_VARIABLE: "1"})
+    .add_local_python_source("api")
+)
+
+# The standalone health check needs nothing but FastAPI, so it starts fast
+# and answers even if the backend's image fails to build.
+health_image = modal.Image.debian_slim(python_version=PYTHON_VERSION).uv_pip_install(
+    "fastapi[standard]"
+)
+
+if os.environ.get(WARM_UP_VARIABLE) == "1":
+    from api.engine import get_engine
+
+    get_engine().warm_up()
+
+
+@app.function(
+    image=image,
+    memory=MEMORY_MB,
+    cpu=CPU_CORES,
+    timeout=TIMEOUT_SECONDS,
+    max_containers=MAX_CONTAINERS,
+    scaledown_window=SCALEDOWN_SECONDS,
+    enable_memory_snapshot=True,
+    secrets=[modal.Secret.from_name(name) for name in SECRET_NAMES],
+)
+@modal.concurrent(max_inputs=MAX_INPUTS, target_inputs=TARGET_INPUTS)
+@modal.asgi_app()
+def fastapi_app():
+    from api.main import app as api
+
+    return api
+
+
+@app.function(image=health_image)
+@modal.fastapi_endpoint(method="GET")
+def health() -> dict:
+    return {"status": "ok"}

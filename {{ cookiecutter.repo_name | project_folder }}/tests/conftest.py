@@ -1,0 +1,79 @@
+"""Shared fixtures. The country model is loaded once per test session.
+
+``reference`` is the yardstick: it runs policyengine's own ``Simulation``
+directly, with none of this backend's code, so the API is checked against
+policyengine itself rather than against numbers pasted into a test.
+"""
+
+import copy
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.engine import get_engine
+from api.household import requested_values
+from api.settings import COUNTRY
+
+
+@pytest.fixture(scope="session")
+def engine():
+    engine = get_engine()
+    engine.warm_up()
+    return engine
+
+
+@pytest.fixture(scope="session")
+def client(engine):
+    from api.main import app
+
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def country_package():
+    import importlib
+
+    return importlib.import_module(f"policyengine_{COUNTRY}")
+
+
+@pytest.fixture(scope="session")
+def reference(country_package):
+    """Compute every null of a household with policyengine alone."""
+    from policyengine_core.reforms import Reform
+
+    def compute(household: dict, policy: dict | None = None) -> dict:
+        reform = Reform.from_dict(policy, country_id=COUNTRY) if policy else None
+        simulation = country_package.Simulation(situation=household, reform=reform)
+        answers = copy.deepcopy(household)
+        for group, member, variable, period in requested_values(household):
+            values = simulation.calculate(variable, period)
+            if hasattr(values, "decode_to_str"):
+                values = values.decode_to_str()
+            if household.get("axes"):
+                position = list(household[group]).index(member)
+                column = values.reshape(-1, len(household[group]))[:, position]
+                answer = column.tolist()
+            else:
+                index = simulation.get_population(group).get_index(member)
+                answer = values[index].item()
+            answers[group][member][variable][period] = answer
+        return answers
+
+    return compute
+
+
+def assert_same_values(actual, expected, path="result"):
+    """Same structure and text; numbers equal to float32 precision."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and actual.keys() == expected.keys(), path
+        for key in expected:
+            assert_same_values(actual[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_same_values(a, e, f"{path}[{i}]")
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-3), path
+    else:
+        assert actual == expected, path

@@ -1,0 +1,40 @@
+"""GET /health reports readiness and the model's version."""
+
+import importlib.metadata
+
+from fastapi.testclient import TestClient
+
+from api.engine import Engine
+from api.settings import COUNTRY, COUNTRY_PACKAGE, get_settings
+
+
+def test_health_is_ok_once_warm(client):
+    response = client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "country": COUNTRY,
+        "package": COUNTRY_PACKAGE,
+        "version": importlib.metadata.version(COUNTRY_PACKAGE),
+    }
+
+
+def test_health_says_starting_until_warm(monkeypatch):
+    import api.main
+
+    cold = Engine(get_settings())
+    monkeypatch.setattr(cold, "warm_up", lambda: None)
+    monkeypatch.setattr(api.main, "engine", cold)
+
+    with TestClient(api.main.app) as client:
+        response = client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["status"] == "starting"
+
+
+def test_docs_are_served(client):
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "/calculate" in schema["paths"]
