@@ -7,6 +7,7 @@ project. The work lives in functions that the template's tests import.
 
 import ast
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -72,12 +73,24 @@ def record_commit(project: Path, commit: str | None) -> None:
 
 MAKEFILE = r"""# Make targets for __APP__. Run `make` to list them.
 #
-# Deploys go only to the `policyengine` Modal workspace. `make deploy` checks
-# that first (see check-auth), then deploys, then verifies the live URLs.
+# Deploys go only to the `__WORKSPACE__` Modal workspace. Every target that
+# calls Modal runs the gate first, in the same shell command, so a failed
+# gate stops it even under `make -i` or `make -k`:
+#   - ENV must be one of: __ENV_LIST__;
+#   - the Modal CLI must be installed (`make install`);
+#   - MODAL_TOKEN_ID/MODAL_TOKEN_SECRET are dropped, unless a CI job asks for
+#     them with MODAL_USE_TOKEN=1 (and then both must be set);
+#   - `modal token info` must show `Workspace: __WORKSPACE__`, exactly.
+# `make deploy` also checks that modal_app.py names the app after this
+# repository and that no secret is written into the code, then deploys with
+# `modal deploy` and verifies the live URLs; it fails if they do not answer.
+# There is no target that runs `modal run`, and `make serve` refuses main.
 
-APP := __APP__
-WORKSPACE := __WORKSPACE__
-ENVIRONMENTS := __ENVIRONMENTS__
+# The gate's settings cannot be changed from the command line.
+override SHELL := /bin/sh
+override APP := __APP__
+override WORKSPACE := __WORKSPACE__
+override ENVIRONMENTS := __ENVIRONMENTS__
 ENV ?= main
 
 PYTHON ?= python3
@@ -88,34 +101,110 @@ UV ?= $(BIN)/uv
 MODAL ?= $(BIN)/modal
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Seconds `make verify`/`make health` keep retrying a starting app.
+VERIFY_WAIT ?= 240
+# `make stop` needs CONFIRM=<app> on its command line (not from the shell).
+CONFIRM :=
+
+# Shell-quote a value: '...' with any ' inside escaped.
+q = '$(subst ','\'',$(1))'
+
+# ENV as one of ENVIRONMENTS, or empty when it is anything else.
+override ENV_NAME = $(if $(filter 1,$(words $(ENV))),$(filter $(ENVIRONMENTS),$(ENV)))
 
 # Locally, MODAL_TOKEN_ID/MODAL_TOKEN_SECRET would silently override your
 # profile and could deploy to another workspace, so they are dropped. A CI
 # deploy uses them on purpose and says so with MODAL_USE_TOKEN=1.
 MODAL_USE_TOKEN ?= 0
 ifeq ($(MODAL_USE_TOKEN),1)
-MODAL_CMD := $(MODAL)
+override MODAL_CMD = $(call q,$(MODAL))
 else
-MODAL_CMD := env -u MODAL_TOKEN_ID -u MODAL_TOKEN_SECRET $(MODAL)
+override MODAL_CMD = env -u MODAL_TOKEN_ID -u MODAL_TOKEN_SECRET $(call q,$(MODAL))
 endif
 
 # https://policyengine--<app>-<function>.modal.run in main,
 # https://policyengine-<env>--<app>-<function>.modal.run elsewhere.
-ifeq ($(ENV),main)
-URL_PREFIX := https://$(WORKSPACE)--$(APP)
-else
-URL_PREFIX := https://$(WORKSPACE)-$(ENV)--$(APP)
-endif
-API_URL ?= $(URL_PREFIX)-fastapi-app.modal.run
-HEALTH_URL ?= $(URL_PREFIX)-health.modal.run
+# Only the command line can point the checks elsewhere (tests do).
+override URL_PREFIX = https://$(WORKSPACE)$(if $(filter main,$(ENV_NAME)),,-$(ENV_NAME))--$(APP)
+API_URL = $(URL_PREFIX)-fastapi-app.modal.run
+HEALTH_URL = $(URL_PREFIX)-health.modal.run
+override VERIFY = $(PYTHON) scripts/verify.py --health-url $(call q,$(HEALTH_URL)) \
+  --api-url $(call q,$(API_URL)) --wait $(call q,$(VERIFY_WAIT))
+
+# Shell snippets, each a single line once make joins the backslashes.
+override ENV_CHECK = if [ -z '$(ENV_NAME)' ]; then \
+    printf 'ERROR: ENV=%s is not an environment of the $(WORKSPACE) workspace.\n' $(call q,$(ENV)) >&2; \
+    echo 'Use one of: __ENV_LIST__. For example: make deploy ENV=staging' >&2; \
+    $(if $(filter environment%,$(origin ENV)),echo 'ENV came from your shell; pass it on the command line instead.' >&2;) \
+    exit 2; fi
+
+# The workspace gate. GATE is ENV_CHECK and AUTH_CHECK together.
+override AUTH_CHECK = \
+  if ! command -v $(call q,$(MODAL)) >/dev/null 2>&1; then \
+    printf 'ERROR: the Modal CLI is not installed (no %s). Run: make install\n' $(call q,$(MODAL)) >&2; \
+    exit 1; fi; \
+  if [ $(call q,$(MODAL_USE_TOKEN)) = 1 ]; then \
+    if [ -z "$${MODAL_TOKEN_ID:-}" ] || [ -z "$${MODAL_TOKEN_SECRET:-}" ]; then \
+      echo 'ERROR: MODAL_USE_TOKEN=1 but MODAL_TOKEN_ID and MODAL_TOKEN_SECRET are not both set.' >&2; \
+      echo 'In CI, set both from the repository secrets. Locally, leave MODAL_USE_TOKEN unset and use your $(WORKSPACE) profile.' >&2; \
+      exit 1; fi; \
+    echo 'Using the token in MODAL_TOKEN_ID/MODAL_TOKEN_SECRET (MODAL_USE_TOKEN=1).'; \
+  elif [ -n "$${MODAL_TOKEN_ID:-}$${MODAL_TOKEN_SECRET:-}" ]; then \
+    echo 'NOTE: ignoring MODAL_TOKEN_ID/MODAL_TOKEN_SECRET from your shell: they would override your Modal profile.' >&2; \
+  fi; \
+  info="$$($(MODAL_CMD) token info 2>&1)"; code=$$?; \
+  esc="$$(printf '\033')"; \
+  workspace="$$(printf '%s\n' "$$info" | sed -n -e "s/$${esc}\[[0-9;]*m//g" \
+    -e 's/^[[:space:]]*Workspace:[[:space:]]*\([^[:space:]]*\).*/\1/p' | sort -u)"; \
+  if [ "$$code" -ne 0 ] || [ "$$workspace" != '$(WORKSPACE)' ]; then \
+    echo "ERROR: Modal is not authenticated to the '$(WORKSPACE)' workspace, so nothing was done." >&2; \
+    if [ "$$code" -ne 0 ]; then echo "  'modal token info' failed (exit code $$code)." >&2; fi; \
+    printf "  Saw workspace: '%s'\n" "$$(printf '%s' "$${workspace:-nothing}" | tr '\n' ' ')" >&2; \
+    printf '%s\n' "$$info" | sed 's/^/  | /' >&2; \
+    if [ $(call q,$(MODAL_USE_TOKEN)) = 1 ]; then \
+      echo 'The token in MODAL_TOKEN_ID/MODAL_TOKEN_SECRET must belong to the $(WORKSPACE) workspace: replace those secrets.' >&2; \
+    else \
+      echo 'Fix it with:' >&2; \
+      printf '  %s token new --profile $(WORKSPACE)\n' $(call q,$(MODAL)) >&2; \
+      printf '  %s profile activate $(WORKSPACE)\n' $(call q,$(MODAL)) >&2; \
+      echo '  then check that `modal token info` shows "Workspace: $(WORKSPACE)".' >&2; \
+    fi; \
+    echo 'No access? Ask a workspace owner to invite you: https://modal.com/settings/$(WORKSPACE)' >&2; \
+    exit 1; fi; \
+  echo "Modal workspace: $$workspace, environment: $(ENV_NAME)"
+override GATE = $(ENV_CHECK); $(AUTH_CHECK)
+
+# The app must be named after the repository (never a generic name).
+override APP_CHECK = \
+  if ! grep -Eq '^APP_NAME = "$(APP)"[[:space:]]*$$' modal_app.py \
+    || grep -E '^[^\#]*modal\.App\(' modal_app.py | grep -vq 'modal\.App(APP_NAME)'; then \
+    echo 'ERROR: modal_app.py must name the app after the repository: APP_NAME = "$(APP)" and app = modal.App(APP_NAME).' >&2; \
+    printf '  found: %s\n' "$$(grep -E '^APP_NAME|modal\.App\(' modal_app.py | tr '\n' ' ')" >&2; \
+    exit 1; fi
+
+# Secrets belong in Modal Secrets, never in the code shipped to the image.
+override SECRET_TOKENS := (sk-ant-|sk-proj-|gh[pousr]_[A-Za-z0-9]{20}|github_pat_|xox[abpr]-|AKIA[0-9A-Z]{16}|hf_[A-Za-z0-9]{20}|(^|[^A-Za-z0-9])a[ks]-[A-Za-z0-9]{16}|-----BEGIN [A-Z ]*PRIVATE KEY)
+override SECRET_ASSIGNMENTS := (api_?key|secret|token|passw(or)?d)[a-z0-9_]*["']?[[:space:]]*[:=][[:space:]]*[rbf]?["'][^"'[:space:]]{12}
+override SECRET_CHECK = \
+  found="$$( { grep -rInE --exclude-dir=__pycache__ $(call q,$(SECRET_TOKENS)) modal_app.py api; \
+    grep -rIniE --exclude-dir=__pycache__ $(call q,$(SECRET_ASSIGNMENTS)) modal_app.py api; \
+    find api \( -name '.env*' -o -name '*.pem' -o -name '*.key' \) -exec printf '%s:file\n' {} \; ; \
+    } | cut -d: -f1,2 | sort -u)"; \
+  if [ -n "$$found" ]; then \
+    echo 'ERROR: these places look like secrets written into the code that Modal would ship:' >&2; \
+    printf '%s\n' "$$found" | sed 's/^/  /' >&2; \
+    echo 'Store secrets in Modal instead: modal secret create NAME KEY=value, then add NAME to SECRET_NAMES in modal_app.py.' >&2; \
+    exit 1; fi
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format dev bench fuzz serve check-env check-auth \
-	deploy deploy-staging deploy-testing url health verify logs apps stop vercel-env
+.PHONY: help install test lint format dev bench fuzz check-env check-auth check-app \
+	check-secrets deploy deploy-staging deploy-testing url health verify serve logs \
+	apps stop vercel-env
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  Variables: ENV=$(ENV) (one of $(ENVIRONMENTS)), VENV=$(VENV), PORT=$(PORT)"
+	@echo "Variables: ENV=main|staging|testing (default main), CONFIRM=<app> for stop,"
+	@echo "  VERIFY_WAIT=<seconds> (default 240), MODAL_USE_TOKEN=1 (CI only), VENV, PORT."
 
 install: $(VENV)/.installed ## Create the virtual environment and install dependencies
 
@@ -145,29 +234,30 @@ bench: install ## Compare this backend's speed and memory with a naive one
 fuzz: install ## Longer schema-based fuzzing of the API
 	FUZZ_EXAMPLES=500 $(BIN)/python -m pytest tests/test_fuzz.py
 
-check-env:
-	@case "$(ENV)" in main|staging|testing) ;; \
-	*) echo "ERROR: ENV=$(ENV) is not an environment of the $(WORKSPACE) workspace." >&2; \
-	   echo "Use one of: $(ENVIRONMENTS), e.g. make deploy ENV=staging" >&2; exit 2;; esac
+check-env: ## Check that ENV is main, staging or testing
+	@$(ENV_CHECK)
 
-check-auth: check-env ## The gate: pass only if Modal points at the policyengine workspace
-	@if [ "$(MODAL_USE_TOKEN)" = "1" ] && { [ -z "$$MODAL_TOKEN_ID" ] || [ -z "$$MODAL_TOKEN_SECRET" ]; }; then \
-	  echo "ERROR: MODAL_USE_TOKEN=1 but MODAL_TOKEN_ID and MODAL_TOKEN_SECRET are not both set." >&2; exit 1; fi
-	@info="$$($(MODAL_CMD) token info 2>&1)"; code=$$?; \
-	workspace="$$(printf '%s\n' "$$info" | sed -n 's/^[[:space:]]*Workspace:[[:space:]]*\([^[:space:]]*\).*/\1/p' | head -n 1)"; \
-	if [ $$code -ne 0 ] || [ "$$workspace" != "$(WORKSPACE)" ]; then \
-	  echo "ERROR: Modal is not authenticated to the '$(WORKSPACE)' workspace (saw: '$${workspace:-nothing}')." >&2; \
-	  printf '%s\n' "$$info" | sed 's/^/  modal token info: /' >&2; \
-	  echo "Fix it with:" >&2; \
-	  echo "  $(MODAL) token new --profile $(WORKSPACE)" >&2; \
-	  echo "  $(MODAL) profile activate $(WORKSPACE)" >&2; \
-	  echo "No access? Ask a workspace owner for an invite to '$(WORKSPACE)'." >&2; \
-	  exit 1; fi; \
-	echo "Modal workspace: $$workspace (environment $(ENV))"
+check-auth: ## The gate: pass only if Modal points at the __WORKSPACE__ workspace
+	@$(GATE)
 
-deploy: check-auth ## Deploy to ENV (main, staging or testing), then verify it
-	$(MODAL_CMD) deploy modal_app.py --env $(ENV)
-	@$(MAKE) --no-print-directory verify ENV=$(ENV)
+check-app: ## Check that modal_app.py names the app after the repository
+	@$(APP_CHECK); echo 'App name: $(APP)'
+
+check-secrets: ## Check that no secret is written into the shipped code
+	@$(SECRET_CHECK); echo 'No secrets found in modal_app.py or api/.'
+
+deploy: ## Deploy to ENV (main, staging or testing) after the checks, then verify it
+	@$(ENV_CHECK); $(APP_CHECK); $(SECRET_CHECK); $(AUTH_CHECK); \
+	echo 'Deploying $(APP) to the $(WORKSPACE) workspace, environment $(ENV_NAME):'; \
+	echo '+ modal deploy modal_app.py --env $(ENV_NAME)'; \
+	$(MODAL_CMD) deploy modal_app.py --env $(ENV_NAME) \
+	  || { echo 'ERROR: modal deploy failed.' >&2; exit 1; }; \
+	$(if $(filter command%,$(origin API_URL) $(origin HEALTH_URL)),echo 'NOTE: verifying the URLs given on the command line.';) \
+	$(VERIFY) || { \
+	  echo 'ERROR: $(APP) was deployed to $(ENV_NAME) but does not pass the checks above.' >&2; \
+	  echo 'Look at: make logs ENV=$(ENV_NAME). Fix it, then make deploy ENV=$(ENV_NAME) again.' >&2; \
+	  exit 1; }; \
+	printf 'Deployed and verified: %s\n' $(call q,$(API_URL))
 
 deploy-staging: ## Deploy to staging
 	@$(MAKE) --no-print-directory deploy ENV=staging
@@ -175,53 +265,69 @@ deploy-staging: ## Deploy to staging
 deploy-testing: ## Deploy to testing
 	@$(MAKE) --no-print-directory deploy ENV=testing
 
-url: check-env ## Print the deployed URLs for ENV
-	@echo "API:    $(API_URL)"
-	@echo "Docs:   $(API_URL)/docs"
-	@echo "Health: $(HEALTH_URL)"
+url: ## Print the deployed URLs for ENV
+	@$(ENV_CHECK); \
+	printf 'API:    %s\n' $(call q,$(API_URL)); \
+	printf 'Docs:   %s\n' $(call q,$(API_URL)/docs); \
+	printf 'Health: %s\n' $(call q,$(HEALTH_URL))
 
-health: check-env ## Check that the deployed health endpoints answer
-	$(PYTHON) scripts/verify.py --health-url $(HEALTH_URL) --api-url $(API_URL) --health-only
+health: ## Check that the deployed health endpoints of ENV answer
+	@$(ENV_CHECK); $(VERIFY) --health-only
 
-verify: check-env ## Check health and a sample calculation on the deployed API
-	$(PYTHON) scripts/verify.py --health-url $(HEALTH_URL) --api-url $(API_URL)
+verify: ## Check health and a sample calculation on the deployed API of ENV
+	@$(ENV_CHECK); $(VERIFY)
 
 serve: ENV = testing
-serve: check-auth ## Temporary dev deployment that stops with your terminal (not for production)
-	@if [ "$(ENV)" = "main" ]; then echo "ERROR: modal serve makes a temporary app; use make deploy for main." >&2; exit 1; fi
-	@echo "Serving a temporary app in $(ENV); it stops when you press Ctrl-C. Not for production."
-	$(MODAL_CMD) serve modal_app.py --env $(ENV)
+serve: ## Temporary dev app in ENV (default testing) that stops with your terminal; never main
+	@$(ENV_CHECK); \
+	if [ '$(ENV_NAME)' = main ]; then \
+	  echo 'ERROR: modal serve makes a temporary app that stops with your terminal; it is not for main.' >&2; \
+	  echo 'Use make deploy ENV=main for production, or make serve ENV=testing.' >&2; \
+	  exit 1; fi; \
+	$(GATE); \
+	echo 'Serving a temporary app in $(ENV_NAME); it stops when you press Ctrl-C. Not for production.'; \
+	$(MODAL_CMD) serve modal_app.py --env $(ENV_NAME)
 
-logs: check-auth ## Stream the deployed app's logs
-	$(MODAL_CMD) app logs $(APP) --env $(ENV)
+logs: ## Stream the deployed app's logs in ENV
+	@$(GATE); $(MODAL_CMD) app logs $(APP) --env $(ENV_NAME)
 
-apps: check-auth ## List the apps deployed in ENV
-	$(MODAL_CMD) app list --env $(ENV)
+apps: ## List the apps deployed in ENV
+	@$(GATE); $(MODAL_CMD) app list --env $(ENV_NAME)
 
-stop: check-env ## Stop the app in ENV for good (needs CONFIRM=<app name>)
-	@if [ "$(CONFIRM)" != "$(APP)" ]; then \
-	  echo "ERROR: a stopped app cannot be restarted, only deployed again." >&2; \
-	  echo "If you mean it, run: make stop ENV=$(ENV) CONFIRM=$(APP)" >&2; exit 1; fi
-	@$(MAKE) --no-print-directory check-auth ENV=$(ENV)
-	$(MODAL_CMD) app stop $(APP) --env $(ENV) --yes
+stop: ## Stop the app in ENV for good (needs CONFIRM=<app name>)
+	@$(ENV_CHECK); \
+	if [ $(call q,$(CONFIRM)) != '$(APP)' ]; then \
+	  echo 'ERROR: a stopped app cannot be restarted, only deployed again.' >&2; \
+	  echo 'If you mean it, run: make stop ENV=$(ENV_NAME) CONFIRM=$(APP)' >&2; \
+	  exit 1; fi; \
+	$(GATE); \
+	echo '+ modal app stop $(APP) --env $(ENV_NAME) --yes'; \
+	$(MODAL_CMD) app stop $(APP) --env $(ENV_NAME) --yes
 
-vercel-env: check-env ## Print the commands that point the Vercel frontend at ENV
-	@echo "# Run these in the frontend's repository:"
-	@if [ "$(ENV)" = "main" ]; then \
-	  echo "vercel env add NEXT_PUBLIC_API_URL production   # value: $(API_URL)"; \
-	  echo "vercel --prod --force --yes --scope policy-engine"; \
-	else \
-	  echo "vercel env add NEXT_PUBLIC_API_URL preview   # value: $(API_URL)"; \
-	  echo "vercel --force --yes --scope policy-engine"; \
-	fi
+vercel-env: ## Print the commands that point the Vercel frontend at ENV
+	@$(ENV_CHECK); \
+	case '$(ENV_NAME)' in \
+	  main) target=production; next='vercel --prod --force --yes --scope policy-engine';; \
+	  staging) target=preview; next='vercel --force --yes --scope policy-engine';; \
+	  *) target=development; next='vercel env pull .env.local --yes --scope policy-engine';; esac; \
+	echo "# Run these in the frontend's repository (Vercel $$target environment):"; \
+	printf "printf '%%s' %s | vercel env add NEXT_PUBLIC_API_URL %s\n" $(call q,$(call q,$(API_URL))) "$$target"; \
+	echo "$$next"
 """
+
+# What a Makefile variable or shell word may hold: the app name goes into both.
+APP_NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 
 
 def makefile(app_name: str) -> str:
+    """The rendered project's Makefile, for the app ``app_name``."""
+    if not APP_NAME_PATTERN.fullmatch(app_name):
+        raise ValueError(f"app name {app_name!r} is not kebab-case")
     return (
         MAKEFILE.replace("__APP__", app_name)
         .replace("__WORKSPACE__", WORKSPACE)
         .replace("__ENVIRONMENTS__", " ".join(ENVIRONMENTS))
+        .replace("__ENV_LIST__", ", ".join(ENVIRONMENTS))
     )
 
 
@@ -239,4 +345,4 @@ def main(answers: dict, project: Path) -> int:
 if __name__ == "__main__":
     # Answers arrive as JSON data, never as Python source: tojson writes
     # ' as \u0027, so no answer can close this ''' literal.
-    sys.exit(main(json.loads(r'''{{ cookiecutter | tojson }}'''), Path.cwd()))
+    sys.exit(main(json.loads(r"""{{ cookiecutter | tojson }}"""), Path.cwd()))
