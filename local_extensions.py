@@ -15,9 +15,7 @@ from jinja2.sandbox import is_internal_attribute
 
 
 def _refuse_unsafe(obj, name) -> None:
-    if isinstance(name, str) and (
-        name.startswith("__") or is_internal_attribute(obj, name)
-    ):
+    if isinstance(name, str) and (name.startswith("__") or is_internal_attribute(obj, name)):
         raise SecurityError(f"access to attribute {name!r} is not allowed")
 
 

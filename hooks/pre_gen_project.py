@@ -17,9 +17,31 @@ import sys
 DNS_LABEL_LIMIT = 63
 LONGEST_URL_PREFIX = "policyengine-staging--"
 LONGEST_FUNCTION_SUFFIX = "-fastapi-app"
-MAX_REPO_NAME_LENGTH = (
-    DNS_LABEL_LIMIT - len(LONGEST_URL_PREFIX) - len(LONGEST_FUNCTION_SUFFIX)
+MAX_REPO_NAME_LENGTH = DNS_LABEL_LIMIT - len(LONGEST_URL_PREFIX) - len(LONGEST_FUNCTION_SUFFIX)
+
+# The app name is the repository's name, shared with the Vercel project and
+# the Modal app list of the whole workspace: it must say what it serves.
+GENERIC_NAMES = frozenset(
+    {
+        "api",
+        "app",
+        "backend",
+        "server",
+        "service",
+        "dashboard",
+        "tool",
+        "test",
+        "demo",
+        "example",
+        "policyengine",
+        "modal",
+        "my-app",
+        "my-backend",
+        "my-dashboard-backend",
+        "new-backend",
+    }
 )
+FALLBACK_SUGGESTION = "household-calculator"
 
 REPO_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -36,7 +58,7 @@ KNOWN_SECRETS = (
 def suggest_repo_name(name: str) -> str:
     """A kebab-case name close to ``name`` that passes ``check_repo_name``."""
     words = re.findall(r"[a-z0-9]+", name.lower())
-    slug = "-".join(words).lstrip("-0123456789") or "my-backend"
+    slug = "-".join(words).lstrip("-0123456789") or FALLBACK_SUGGESTION
     if len(slug) > MAX_REPO_NAME_LENGTH:
         slug = slug[:MAX_REPO_NAME_LENGTH].rsplit("-", 1)[0].rstrip("-")
     return slug
@@ -54,6 +76,12 @@ def check_repo_name(name: str) -> list[str]:
             f"repo_name {shown} is not kebab-case: use lowercase letters and "
             "digits in words joined by single hyphens, starting with a letter "
             f"(no spaces, underscores, capitals or leading/trailing hyphens). {fix}"
+        )
+    if name in GENERIC_NAMES:
+        problems.append(
+            f"repo_name {shown} is too generic: the workspace holds every "
+            "team's apps, so name it after what it serves, e.g. "
+            '"salt-cap-calculator".'
         )
     if len(name) > MAX_REPO_NAME_LENGTH:
         label = f"{LONGEST_URL_PREFIX}{name}{LONGEST_FUNCTION_SUFFIX}"
@@ -101,8 +129,7 @@ def check_secret_names(raw: str) -> list[str]:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         problems.append(
-            f"modal_secrets names {', '.join(duplicates)} more than once. "
-            "List each secret once."
+            f"modal_secrets names {', '.join(duplicates)} more than once. List each secret once."
         )
     return problems
 
@@ -143,4 +170,4 @@ def main(answers: dict) -> int:
 if __name__ == "__main__":
     # The answers arrive as JSON data, never as Python source: tojson writes
     # ' as \u0027, so no answer can close this ''' literal.
-    sys.exit(main(json.loads(r'''{{ cookiecutter | tojson }}''')))
+    sys.exit(main(json.loads(r"""{{ cookiecutter | tojson }}""")))

@@ -11,14 +11,13 @@ from cookiecutter.exceptions import FailedHookException, UndefinedVariableInTemp
 
 from tests.conftest import bake
 
+
 def fastapi_keywords(path: Path) -> dict:
     """The constant keyword arguments of the FastAPI(...) call in a module."""
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "FastAPI":
             return {
-                k.arg: k.value.value
-                for k in node.keywords
-                if isinstance(k.value, ast.Constant)
+                k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)
             }
     raise AssertionError("no FastAPI(...) call")
 
@@ -62,10 +61,10 @@ def test_bad_name_stops_generation_and_leaves_nothing(tmp_path, capfd, name):
 
 
 HOSTILE = [
-    'Quote " and \' and \\ backslash',
+    "Quote \" and ' and \\ backslash",
     "__import__('os').system('touch PWNED')",
     "{{ 7 * 7 }} is rendered, as cookiecutter renders answers",
-    "\"\"\"; import os; os.system('touch PWNED'); \"\"\"",
+    '"""; import os; os.system(\'touch PWNED\'); """',
     "'''; touch PWNED; '''",
     "<script>alert(1)</script> & ampersand",
     "Ünïcødé — dashes and emoji 🧮",

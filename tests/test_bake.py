@@ -60,11 +60,24 @@ def test_nothing_is_left_unrendered(project):
 def test_expected_files_exist(project):
     root, _ = project
     for name in [
-        "modal_app.py", "api/main.py", "api/models.py", "api/settings.py",
-        "api/engine.py", "api/systems.py", "api/household.py", "api/validation.py",
-        "tests/conftest.py", "pyproject.toml", "README.md", ".gitignore",
-        "Makefile", ".cruft.json", "bench/bench.py", "scripts/verify.py",
-        ".github/workflows/test.yml", ".github/workflows/deploy.yml",
+        "modal_app.py",
+        "api/main.py",
+        "api/models.py",
+        "api/settings.py",
+        "api/engine.py",
+        "api/systems.py",
+        "api/household.py",
+        "api/validation.py",
+        "tests/conftest.py",
+        "pyproject.toml",
+        "README.md",
+        ".gitignore",
+        "Makefile",
+        ".cruft.json",
+        "bench/bench.py",
+        "scripts/verify.py",
+        ".github/workflows/test.yml",
+        ".github/workflows/deploy.yml",
         ".github/workflows/health.yml",
     ]:
         assert (root / name).is_file(), name
@@ -109,9 +122,9 @@ warnings.simplefilter("error", modal.exception.DeprecationError)
 import modal_app
 info = modal_app.fastapi_app.info()
 assert modal_app.app.name == {root.name!r}
-assert modal_app.PYTHON_VERSION == {answers['python_version']!r}
+assert modal_app.PYTHON_VERSION == {answers["python_version"]!r}
 assert info.timeout == 300 and info.memory_mib >= 3072
-assert sorted(info.secrets) == {sorted(s.strip() for s in answers['modal_secrets'].split(',') if s.strip())!r}, info.secrets
+assert sorted(info.secrets) == {sorted(f"modal.Secret.from_name({s.strip()!r})" for s in answers["modal_secrets"].split(",") if s.strip())!r}, info.secrets
 assert modal_app.health.local() == {{"status": "ok"}}
 """
     with warnings.catch_warnings():

@@ -172,9 +172,7 @@ def modal(tmp_path) -> StandIn:
     return StandIn(tmp_path / "modal-bin")
 
 
-def make(
-    project: Path, *args: str, env: dict | None = None, stand_in: StandIn | None = None
-):
+def make(project: Path, *args: str, env: dict | None = None, stand_in: StandIn | None = None):
     """Run the project's make with a clean environment (plus ``env``)."""
     clean = {k: v for k, v in os.environ.items() if k not in SHELL_VARIABLES}
     command = ["make", "--no-print-directory", *args]
@@ -235,11 +233,7 @@ class FakeBackend:
                 backend.requests.append((self.command, self.path, body))
                 mode = backend.mode
                 if mode == "503-then-ok":
-                    mode = (
-                        "503"
-                        if len(backend.requests) <= backend.starting_requests
-                        else "ok"
-                    )
+                    mode = "503" if len(backend.requests) <= backend.starting_requests else "ok"
                 if mode in ("500", "503", "404"):
                     self.answer(int(mode), {"status": "error", "message": "no"})
                 elif mode == "not-ok":
@@ -249,12 +243,8 @@ class FakeBackend:
                 elif self.path == "/calculate":
                     result = calculation_result()
                     if mode == "nulls":
-                        result["households"]["household"]["household_net_income"][
-                            "2025"
-                        ] = None
-                    self.answer(
-                        200, {"status": "ok", "message": None, "result": result}
-                    )
+                        result["households"]["household"]["household_net_income"]["2025"] = None
+                    self.answer(200, {"status": "ok", "message": None, "result": result})
                 else:
                     self.answer(404, {"status": "error", "message": "not found"})
 
@@ -267,9 +257,7 @@ class FakeBackend:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, args=(0.05,), daemon=True
-        )
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def urls(self) -> list[str]:
@@ -314,8 +302,7 @@ ALL_CHECKS = [("GET", "/fn-health"), ("GET", "/health"), ("POST", "/calculate")]
         GOOD_INFO,
         "Workspace: policyengine\n",
         "  Workspace:   policyengine   (ac-123)\r\n",
-        "(Using MODAL_TOKEN_ID and MODAL_TOKEN_SECRET environment variables)\n"
-        + GOOD_INFO,
+        "(Using MODAL_TOKEN_ID and MODAL_TOKEN_SECRET environment variables)\n" + GOOD_INFO,
         "\x1b[1mToken:\x1b[0m ak-1\n\x1b[1mWorkspace:\x1b[0m policyengine \x1b[2m(ac-1)\x1b[0m\n",
     ],
     ids=["plain", "bare", "spaces", "env-note", "ansi"],
@@ -408,9 +395,7 @@ def test_failed_gate_stops_every_modal_target(project, modal, target):
 def test_failed_gate_deploys_nothing_under_make_flags(project, modal, backend, flags):
     """Even `make -i` (ignore errors) cannot get past a failed gate."""
     modal.set_info("Workspace: personal (ac-9)\n")
-    result = make(
-        project, *flags, "deploy", "deploy-staging", *backend.urls(), stand_in=modal
-    )
+    result = make(project, *flags, "deploy", "deploy-staging", *backend.urls(), stand_in=modal)
 
     assert modal.deploys() == []
     assert backend.requests == []
@@ -435,13 +420,9 @@ def test_dry_run_calls_nothing(project, modal):
         "SHELL=/bin/true",
     ],
 )
-def test_gate_cannot_be_overridden_from_the_command_line(
-    project, modal, backend, override
-):
+def test_gate_cannot_be_overridden_from_the_command_line(project, modal, backend, override):
     modal.set_info("Workspace: personal (ac-9)\n")
-    result = make(
-        project, "deploy", "ENV=staging", override, *backend.urls(), stand_in=modal
-    )
+    result = make(project, "deploy", "ENV=staging", override, *backend.urls(), stand_in=modal)
 
     assert result.returncode != 0
     assert "not authenticated to the 'policyengine' workspace" in result.output
@@ -543,10 +524,7 @@ def test_url_prints_the_environment_urls(project, env):
 def test_url_defaults_to_main_and_keeps_the_app_name(project):
     result = make(project, "url", "APP=generic-app")
 
-    assert (
-        "https://policyengine--salt-cap-calculator-fastapi-app.modal.run"
-        in result.stdout
-    )
+    assert "https://policyengine--salt-cap-calculator-fastapi-app.modal.run" in result.stdout
     assert "generic-app" not in result.stdout
 
 
@@ -563,10 +541,7 @@ def test_vercel_env_prints_the_api_url(project, env, vercel_env, next_command):
 
     assert result.returncode == 0, result.output
     url = app_url("salt-cap-calculator", env, "fastapi-app")
-    assert (
-        f"printf '%s' '{url}' | vercel env add NEXT_PUBLIC_API_URL {vercel_env}"
-        in result.stdout
-    )
+    assert f"printf '%s' '{url}' | vercel env add NEXT_PUBLIC_API_URL {vercel_env}" in result.stdout
     assert next_command in result.stdout
 
 
@@ -576,17 +551,13 @@ TOKENS = {"MODAL_TOKEN_ID": "ak-personal", "MODAL_TOKEN_SECRET": "as-personal"}
 
 
 def test_local_deploy_never_passes_token_variables(project, modal, backend):
-    result = make(
-        project, "deploy", "ENV=staging", *backend.urls(), env=TOKENS, stand_in=modal
-    )
+    result = make(project, "deploy", "ENV=staging", *backend.urls(), env=TOKENS, stand_in=modal)
 
     assert result.returncode == 0, result.output
     assert "NOTE: ignoring MODAL_TOKEN_ID/MODAL_TOKEN_SECRET" in result.output
     calls = modal.calls()
     assert [call["argv"][0] for call in calls] == ["token", "deploy"]
-    assert not any(
-        call["MODAL_TOKEN_ID"] or call["MODAL_TOKEN_SECRET"] for call in calls
-    )
+    assert not any(call["MODAL_TOKEN_ID"] or call["MODAL_TOKEN_SECRET"] for call in calls)
 
 
 @pytest.mark.parametrize(
@@ -597,9 +568,7 @@ def test_other_targets_never_pass_token_variables(project, modal, target):
 
     calls = modal.calls()
     assert len(calls) == 2
-    assert not any(
-        call["MODAL_TOKEN_ID"] or call["MODAL_TOKEN_SECRET"] for call in calls
-    )
+    assert not any(call["MODAL_TOKEN_ID"] or call["MODAL_TOKEN_SECRET"] for call in calls)
 
 
 @pytest.mark.parametrize("where", ["environment", "command line"])
@@ -720,9 +689,7 @@ def test_deploy_fails_when_verification_fails(project, modal, backend, mode):
 @pytest.mark.parametrize("override", ["VERIFY=true", "VERIFY="])
 def test_verification_cannot_be_switched_off(project, modal, backend, override):
     backend.mode = "500"
-    result = make(
-        project, "deploy", "ENV=staging", override, *backend.urls(), stand_in=modal
-    )
+    result = make(project, "deploy", "ENV=staging", override, *backend.urls(), stand_in=modal)
 
     assert result.returncode != 0
     assert backend.requests
@@ -839,9 +806,7 @@ def test_verify_fails_on_nulls_left_in_the_result(project, backend):
 def test_health_fails_when_nothing_answers(project, backend):
     url = backend.url
     backend.close()
-    result = make(
-        project, "health", f"HEALTH_URL={url}/x", f"API_URL={url}", "VERIFY_WAIT=0"
-    )
+    result = make(project, "health", f"HEALTH_URL={url}/x", f"API_URL={url}", "VERIFY_WAIT=0")
 
     assert result.returncode != 0
     assert "no answer" in result.output
@@ -903,9 +868,7 @@ def test_stop_needs_confirmation(project, modal, args, env):
 
 
 def test_stop_with_confirmation_stops_after_the_gate(project, modal):
-    result = make(
-        project, "stop", "ENV=testing", "CONFIRM=salt-cap-calculator", stand_in=modal
-    )
+    result = make(project, "stop", "ENV=testing", "CONFIRM=salt-cap-calculator", stand_in=modal)
 
     assert result.returncode == 0, result.output
     assert modal.commands() == [
@@ -1002,9 +965,7 @@ def test_no_target_runs_modal_run(project, modal, backend):
     subcommands = {argv[0] for argv in modal.commands()}
     assert subcommands == {"token", "deploy", "serve", "app"}
     recipes = [
-        line
-        for line in (project / "Makefile").read_text().splitlines()
-        if not line.startswith("#")
+        line for line in (project / "Makefile").read_text().splitlines() if not line.startswith("#")
     ]
     assert not any(re.search(MODAL_RUN, line) for line in recipes)
 
@@ -1041,9 +1002,7 @@ def test_workflows_parse_and_pin_their_actions(name):
     for action in uses:
         if action.startswith("./"):
             continue
-        assert re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", action), (
-            action
-        )
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", action), action
 
 
 def test_workflows_are_copied_as_they_are(project):
@@ -1096,9 +1055,7 @@ def test_health_workflow_runs_on_a_schedule_and_opens_an_issue():
     assert triggers(workflow)["schedule"][0]["cron"]
     assert workflow["permissions"]["issues"] == "write"
     job_steps = workflow["jobs"]["health"]["steps"]
-    check = next(
-        i for i, s in enumerate(job_steps) if s.get("run") == "make health ENV=main"
-    )
+    check = next(i for i, s in enumerate(job_steps) if s.get("run") == "make health ENV=main")
     opener = next(s for s in job_steps[check:] if "gh issue create" in s.get("run", ""))
     assert opener["if"] == "failure()"
 

@@ -1,7 +1,6 @@
 """Unit tests of the hook functions, imported straight from hooks/."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -24,7 +23,7 @@ def test_good_repo_names_pass(pre_gen, name):
         ("-leading", "leading"),
         ("trailing-", "trailing"),
         ("double--hyphen", "double-hyphen"),
-        ("", "my-backend"),
+        ("", "household-calculator"),
         ("a-very-long-dashboard-name-for-taxes", "a-very-long-dashboard-name"),
     ],
 )
@@ -127,3 +126,9 @@ def test_makefile_uses_the_app_name(post_gen):
     text = post_gen.makefile("my-app")
     assert "APP := my-app" in text
     assert "__APP__" not in text and "__WORKSPACE__" not in text
+
+
+@pytest.mark.parametrize("name", ["api", "backend", "app", "policyengine", "my-backend"])
+def test_generic_repo_names_fail(pre_gen, name):
+    problems = pre_gen.check_repo_name(name)
+    assert problems and "too generic" in problems[0]

@@ -24,7 +24,7 @@ SECRET_NAMES: list[str] = [{% for name in secret_names %}
 WARM_UP_VARIABLE = "BACKEND_WARM_UP_ON_IMPORT"
 
 # Sized from `make bench`: peak memory after 20 distinct policies, plus
-# headroom for concurrent calculations. See README, "Memory".
+# headroom for concurrent calculations. See README, "Memory and concurrency".
 MEMORY_MB = 4096
 # Calculations are CPU-bound and mostly single-threaded; two cores let two
 # run side by side while the event loop stays free for /health.

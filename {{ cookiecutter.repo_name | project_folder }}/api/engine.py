@@ -13,10 +13,18 @@ import threading
 from collections import OrderedDict
 from functools import lru_cache
 
+from policyengine_core.errors import SituationParsingError
+
 from api.household import fill_household
-from api.models import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from api.models import EXAMPLE_HOUSEHOLD
 from api.settings import COUNTRY, COUNTRY_PACKAGE, Settings, get_settings
-from api.validation import RequestProblem, check_household, check_policy
+from api.validation import (
+    RequestProblem,
+    check_household,
+    check_limits,
+    check_policy,
+    problem,
+)
 
 PACKAGE_VERSION = importlib.metadata.version(COUNTRY_PACKAGE)
 
@@ -68,22 +76,41 @@ class Engine:
             if key in self._results:
                 self._results.move_to_end(key)
                 return self._results[key]
+        if problems := check_limits(household, policy, self.settings):
+            raise RequestProblem(problems, status=422)
         system = self.systems.baseline
-        problems = check_household(system, household, self.settings)
+        problems = check_household(system, household)
         if policy:
-            problems += check_policy(system, policy, self.settings)
+            problems += check_policy(system, policy)
         if problems:
             raise RequestProblem(problems)
-        result = self._simulate(household, policy)
+        try:
+            result = self._simulate(household, policy)
+        except SituationParsingError as error:
+            # Inputs the checks above let through but the model refuses.
+            raise RequestProblem(list(parsing_problems(error.error))) from error
         with self._results_lock:
             self._results[key] = result
             while len(self._results) > self.settings.result_cache_size:
                 self._results.popitem(last=False)
         return result
 
+    def clear_result_cache(self) -> None:
+        with self._results_lock:
+            self._results.clear()
+
     def _simulate(self, household: dict, policy: dict | None) -> dict:
         simulation = self._systems.simulation(household, policy)
         return fill_household(simulation, household)
+
+
+def parsing_problems(tree: dict, location: tuple = ("household",)):
+    """Flatten policyengine's nested {path: {...: message}} error."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from parsing_problems(value, (*location, key))
+        else:
+            yield problem((*location, key), str(value))
 
 
 @lru_cache

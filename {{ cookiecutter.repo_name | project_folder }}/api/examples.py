@@ -19,9 +19,7 @@ EXAMPLE_HOUSEHOLD = {
         }
     },
     "families": {"family": {"members": ["parent", "child"]}},
-    "spm_units": {
-        "spm_unit": {"members": ["parent", "child"], "snap": {"2025": None}}
-    },
+    "spm_units": {"spm_unit": {"members": ["parent", "child"], "snap": {"2025": None}}},
     "marital_units": {
         "parent_marital_unit": {"members": ["parent"]},
         "child_marital_unit": {"members": ["child"]},

@@ -6,6 +6,7 @@ they work.
 """
 
 import asyncio
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -18,10 +19,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.engine import PACKAGE_VERSION, get_engine
-from api.models import CalculateRequest, CalculateResponse, ErrorResponse, HealthResponse
+from api.models import (
+    CalculateRequest,
+    CalculateResponse,
+    ErrorResponse,
+    HealthResponse,
+)
 from api.settings import COUNTRY, COUNTRY_PACKAGE, get_settings
 from api.validation import RequestProblem, problem, summarise
 
+logger = logging.getLogger(__name__)
 settings = get_settings()
 engine = get_engine()
 calculations = ThreadPoolExecutor(
@@ -52,7 +59,10 @@ app.add_middleware(
 )
 
 ERRORS = {
-    400: {"model": ErrorResponse, "description": "Unknown variable, parameter or period."},
+    400: {
+        "model": ErrorResponse,
+        "description": "Unknown variable, parameter or period.",
+    },
     413: {"model": ErrorResponse, "description": "Request body over MAX_BODY_BYTES."},
     422: {"model": ErrorResponse, "description": "Request does not match the schema."},
     504: {"model": ErrorResponse, "description": "Calculation over its time limit."},
@@ -64,23 +74,56 @@ def error(status: int, message: str, errors: list[dict] | None = None) -> JSONRe
     return JSONResponse(status_code=status, content=jsonable_encoder(body))
 
 
-@app.middleware("http")
-async def limit_body_size(request: Request, call_next):
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > settings.max_body_bytes:
-        return error(
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Refuse bodies over MAX_BODY_BYTES with a 413, before parsing them.
+
+    Checks the declared Content-Length and also counts what actually
+    arrives, so a chunked upload cannot get past the limit either.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await self.refuse(scope, receive, send)
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except BodyTooLarge:
+            await self.refuse(scope, receive, send)
+
+    async def refuse(self, scope, receive, send):
+        response = error(
             413,
-            f"request body of {length} bytes is over the limit of "
-            f"{settings.max_body_bytes} (MAX_BODY_BYTES)",
+            f"request body is over the limit of {self.max_bytes} bytes (MAX_BODY_BYTES)",
         )
-    return await call_next(request)
+        await response(scope, receive, send)
+
+
+app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
 
 @app.exception_handler(RequestValidationError)
 async def invalid_request(request: Request, exc: RequestValidationError):
-    problems = [
-        problem(tuple(item["loc"]), item["msg"]) for item in exc.errors()
-    ]
+    problems = [problem(tuple(item["loc"]), item["msg"]) for item in exc.errors()]
     return error(422, summarise(problems), problems)
 
 
@@ -94,7 +137,16 @@ async def http_error(request: Request, exc: StarletteHTTPException):
     return error(exc.status_code, str(exc.detail))
 
 
-@app.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+@app.exception_handler(Exception)
+async def unexpected_error(request: Request, exc: Exception):
+    # Log the traceback for us; the client gets a message, not our internals.
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error(500, "internal error; the server log has the details")
+
+
+@app.get(
+    "/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}}
+)
 async def health() -> JSONResponse:
     """200 once the model is loaded and warmed up, 503 until then."""
     body = HealthResponse(
@@ -103,7 +155,9 @@ async def health() -> JSONResponse:
         package=COUNTRY_PACKAGE,
         version=PACKAGE_VERSION,
     )
-    return JSONResponse(status_code=200 if engine.ready else 503, content=body.model_dump())
+    return JSONResponse(
+        status_code=200 if engine.ready else 503, content=body.model_dump()
+    )
 
 
 @app.post("/calculate", response_model=CalculateResponse, responses=ERRORS)

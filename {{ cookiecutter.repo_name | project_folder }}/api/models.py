@@ -59,7 +59,6 @@ class Household(BaseModel):
 Policy = dict[str, dict[str, bool | int | float]]
 
 
-
 class CalculateRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

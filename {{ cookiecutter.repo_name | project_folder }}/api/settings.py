@@ -28,7 +28,7 @@ def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
 
 
 # Browsers on these origins may call the API: local frontends and
-# PolicyEngine's own sites. Extend with CORS_ALLOW_ORIGINS.
+# PolicyEngine's own sites. CORS_ALLOW_ORIGINS replaces the list.
 DEFAULT_ORIGINS = (
     "http://localhost:3000",
     "http://localhost:5173",
@@ -37,6 +37,9 @@ DEFAULT_ORIGINS = (
     "https://policyengine.org",
     "https://www.policyengine.org",
 )
+
+
+DEFAULT_ORIGIN_REGEX = r"https://[a-z0-9-]+-policy-engine\.vercel\.app"
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,13 @@ class Settings:
     result_cache_size: int = field(
         default_factory=lambda: _int("RESULT_CACHE_SIZE", 256)
     )
-    # Request limits: each answers with a 413 or 422 that names it.
+    # Request limits. Over one, the answer is a 413 (body size) or 422 (the
+    # rest) whose message names the limit and its variable.
     max_body_bytes: int = field(
         default_factory=lambda: _int("MAX_BODY_BYTES", 1_000_000)
     )
     max_people: int = field(default_factory=lambda: _int("MAX_PEOPLE", 50))
-    max_axis_points: int = field(
-        default_factory=lambda: _int("MAX_AXIS_POINTS", 2_001)
-    )
+    max_axis_points: int = field(default_factory=lambda: _int("MAX_AXIS_POINTS", 2_001))
     max_policy_parameters: int = field(
         default_factory=lambda: _int("MAX_POLICY_PARAMETERS", 200)
     )
@@ -73,10 +75,12 @@ class Settings:
     cors_allow_origins: tuple[str, ...] = field(
         default_factory=lambda: _list("CORS_ALLOW_ORIGINS", DEFAULT_ORIGINS)
     )
-    # Vercel preview deployments get a new host each time; allow them by
-    # pattern, e.g. r"https://my-app-[a-z0-9-]+\.vercel\.app". Empty: none.
+    # Vercel deployments of the policy-engine team get a new host each time,
+    # so they are allowed by pattern. CORS_ALLOW_ORIGIN_REGEX="" turns it off.
     cors_allow_origin_regex: str | None = field(
-        default_factory=lambda: os.environ.get("CORS_ALLOW_ORIGIN_REGEX") or None
+        default_factory=lambda: (
+            os.environ.get("CORS_ALLOW_ORIGIN_REGEX", DEFAULT_ORIGIN_REGEX) or None
+        )
     )
 
 

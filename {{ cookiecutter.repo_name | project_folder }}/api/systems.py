@@ -31,6 +31,8 @@ class TaxBenefitSystems:
 
     def simulation(self, situation: dict, policy: dict | None = None):
         if not policy:
-            return self.country.Simulation(situation=situation, tax_benefit_system=self.baseline)
+            return self.country.Simulation(
+                situation=situation, tax_benefit_system=self.baseline
+            )
         reform = Reform.from_dict(policy, country_id=self.country_id)
         return self.country.Simulation(situation=situation, reform=reform)

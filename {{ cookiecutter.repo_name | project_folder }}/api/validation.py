@@ -22,7 +22,10 @@ POLICY_PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d{4}-\d{2}-\d{2})$")
 
 
 class RequestProblem(Exception):
-    """Raised with every problem found; answered as HTTP ``status``."""
+    """Raised with every problem found; answered as HTTP ``status``.
+
+    400 for inputs the model does not know, 422 for requests over a limit.
+    """
 
     def __init__(self, problems: list[dict], status: int = 400):
         self.problems = problems
@@ -41,6 +44,55 @@ def summarise(problems: list[dict]) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
+def over_limit(location: tuple, count: int, what: str, limit: int, variable: str):
+    return problem(
+        location, f"{count} {what} is over the limit of {limit} ({variable})"
+    )
+
+
+def check_limits(
+    household: dict, policy: dict | None, settings: Settings
+) -> list[dict]:
+    """Size limits, checked first: they bound the cost of everything else."""
+    problems = []
+    people = len(household.get("people", {}))
+    if people > settings.max_people:
+        problems.append(
+            over_limit(
+                ("household", "people"),
+                people,
+                "people",
+                settings.max_people,
+                "MAX_PEOPLE",
+            )
+        )
+    points = 1
+    for parallel in household.get(AXES) or []:
+        points *= max((axis["count"] for axis in parallel), default=1)
+    if points > settings.max_axis_points:
+        problems.append(
+            over_limit(
+                ("household", AXES),
+                points,
+                "axis points",
+                settings.max_axis_points,
+                "MAX_AXIS_POINTS",
+            )
+        )
+    parameters = len(policy or {})
+    if parameters > settings.max_policy_parameters:
+        problems.append(
+            over_limit(
+                ("policy",),
+                parameters,
+                "parameters",
+                settings.max_policy_parameters,
+                "MAX_POLICY_PARAMETERS",
+            )
+        )
+    return problems
+
+
 def check_period(text, location: tuple) -> list[dict]:
     try:
         parsed = parse_period(str(text))
@@ -48,7 +100,10 @@ def check_period(text, location: tuple) -> list[dict]:
         return [problem(location, f"{text!r} is not a period such as 2025 or 2025-01")]
     if not FIRST_YEAR <= parsed.start.year <= LAST_YEAR:
         return [
-            problem(location, f"year {parsed.start.year} is outside {FIRST_YEAR}-{LAST_YEAR}")
+            problem(
+                location,
+                f"year {parsed.start.year} is outside {FIRST_YEAR}-{LAST_YEAR}",
+            )
         ]
     return []
 
@@ -77,17 +132,12 @@ def check_value(variable, value, location: tuple) -> list[dict]:
     return [problem(location, f"{value!r} is not a valid {kind.__name__}")]
 
 
-def check_household(system, household: dict, settings: Settings) -> list[dict]:
+def check_household(system, household: dict) -> list[dict]:
     problems = []
     people = household.get("people", {})
     if not people:
-        problems.append(problem(("household", "people"), "at least one person is required"))
-    if len(people) > settings.max_people:
         problems.append(
-            problem(
-                ("household", "people"),
-                f"{len(people)} people is over the limit of {settings.max_people} (MAX_PEOPLE)",
-            )
+            problem(("household", "people"), "at least one person is required")
         )
     entities = {entity.plural: entity for entity in system.entities}
     for group, members in entity_groups(household):
@@ -113,7 +163,9 @@ def check_household(system, household: dict, settings: Settings) -> list[dict]:
                     continue
                 if variable.entity.key != entity.key:
                     problems.append(
-                        problem(where, f"belongs to {variable.entity.plural}, not {group}")
+                        problem(
+                            where, f"belongs to {variable.entity.plural}, not {group}"
+                        )
                     )
                     continue
                 if not isinstance(periods, dict):
@@ -122,20 +174,17 @@ def check_household(system, household: dict, settings: Settings) -> list[dict]:
                 for period_text, value in periods.items():
                     problems += check_period(period_text, (*where, period_text))
                     problems += check_value(variable, value, (*where, period_text))
-    problems += check_axes(system, household.get(AXES) or [], settings)
+    problems += check_axes(system, household.get(AXES) or [])
     return problems
 
 
-def check_axes(system, axes: list, settings: Settings) -> list[dict]:
+def check_axes(system, axes: list) -> list[dict]:
     problems = []
-    points = 1
     for i, parallel in enumerate(axes):
-        counts = {axis["count"] for axis in parallel}
-        if len(counts) > 1:
+        if len({axis["count"] for axis in parallel}) > 1:
             problems.append(
                 problem(("household", AXES, i), "parallel axes must share one count")
             )
-        points *= max(counts, default=1)
         for j, axis in enumerate(parallel):
             where = ("household", AXES, i, j)
             if axis["name"] not in system.variables:
@@ -144,27 +193,11 @@ def check_axes(system, axes: list, settings: Settings) -> list[dict]:
                 problems += check_period(axis["period"], (*where, "period"))
             if axis["max"] < axis["min"]:
                 problems.append(problem((*where, "max"), "max is below min"))
-    if points > settings.max_axis_points:
-        problems.append(
-            problem(
-                ("household", AXES),
-                f"{points} points is over the limit of {settings.max_axis_points} "
-                "(MAX_AXIS_POINTS)",
-            )
-        )
     return problems
 
 
-def check_policy(system, policy: dict, settings: Settings) -> list[dict]:
+def check_policy(system, policy: dict) -> list[dict]:
     problems = []
-    if len(policy) > settings.max_policy_parameters:
-        problems.append(
-            problem(
-                ("policy",),
-                f"{len(policy)} parameters is over the limit of "
-                f"{settings.max_policy_parameters} (MAX_POLICY_PARAMETERS)",
-            )
-        )
     for name, changes in policy.items():
         where = ("policy", name)
         try:
@@ -173,7 +206,9 @@ def check_policy(system, policy: dict, settings: Settings) -> list[dict]:
             problems.append(problem(where, "unknown parameter"))
             continue
         if not hasattr(parameter, "values_list"):
-            problems.append(problem(where, "names a group of parameters, not one parameter"))
+            problems.append(
+                problem(where, "names a group of parameters, not one parameter")
+            )
             continue
         if not changes:
             problems.append(problem(where, "give at least one {'start.stop': value}"))
@@ -193,7 +228,10 @@ def check_policy(system, policy: dict, settings: Settings) -> list[dict]:
                 problems.append(problem((*where, period_text), "start is after stop"))
             if not (FIRST_YEAR <= start.year and stop.year <= LAST_YEAR):
                 problems.append(
-                    problem((*where, period_text), f"dates must fall in {FIRST_YEAR}-{LAST_YEAR}")
+                    problem(
+                        (*where, period_text),
+                        f"dates must fall in {FIRST_YEAR}-{LAST_YEAR}",
+                    )
                 )
             current = parameter.values_list[-1].value if parameter.values_list else None
             if isinstance(current, bool) != isinstance(value, bool):

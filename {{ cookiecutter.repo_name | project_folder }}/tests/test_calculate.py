@@ -33,7 +33,15 @@ def test_policy_changes_results_and_matches_policyengine(client, reference):
 def test_axes_give_one_value_per_point(client, reference):
     household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
     household["axes"] = [
-        [{"name": "employment_income", "count": 7, "min": 0, "max": 90_000, "period": "2025"}]
+        [
+            {
+                "name": "employment_income",
+                "count": 7,
+                "min": 0,
+                "max": 90_000,
+                "period": "2025",
+            }
+        ]
     ]
 
     response = client.post("/calculate", json={"household": household})
@@ -56,7 +64,9 @@ def test_axes_give_one_value_per_point(client, reference):
 
 def test_baseline_is_unchanged_after_a_policy(client):
     before = client.post("/calculate", json={"household": EXAMPLE_HOUSEHOLD}).json()
-    client.post("/calculate", json={"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY})
+    client.post(
+        "/calculate", json={"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY}
+    )
     # A different household, so the result cache cannot answer for the engine.
     household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
     household["people"]["parent"]["age"]["2025"] = 36

@@ -33,7 +33,9 @@ def test_backend_function_settings(modal_app):
     assert info.memory_mib == modal_app.MEMORY_MB >= 3072
     assert info.cpu == modal_app.CPU_CORES
     assert info.concurrency_info.max_inputs == modal_app.MAX_INPUTS
-    assert sorted(info.secrets) == sorted(modal_app.SECRET_NAMES)
+    assert sorted(info.secrets) == sorted(
+        f"modal.Secret.from_name({name!r})" for name in modal_app.SECRET_NAMES
+    )
 
 
 def test_backend_serves_the_api(modal_app, engine):
@@ -51,7 +53,7 @@ def test_health_function_is_light_and_ok(modal_app):
 def test_image_installs_what_pyproject_declares(modal_app):
     source = (ROOT / "modal_app.py").read_text()
     assert "pip_install_from_pyproject" in source
-    assert "add_local_python_source(\"api\")" in source
+    assert 'add_local_python_source("api")' in source
 
 
 def test_importing_locally_does_not_load_the_model():

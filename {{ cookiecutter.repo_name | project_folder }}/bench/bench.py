@@ -1,0 +1,213 @@
+"""Speed and memory of this backend against a naive one, side by side.
+
+The naive backend is the usual first version: a new ``Simulation`` per
+request, with a policy's reform built from scratch each time. Everything
+runs in this one process, except the naive cold start, which needs a fresh
+interpreter and so runs in a child process. Run with `make bench`.
+"""
+
+import copy
+import importlib
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY  # noqa: E402
+from api.household import fill_household  # noqa: E402
+from api.settings import COUNTRY  # noqa: E402
+
+REPEATS = 7
+POLICIES = 20
+SWEEP_POINTS = 1000
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(function, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function(*args)
+    return time.perf_counter() - start, result
+
+
+def median_time(function, make_args) -> float:
+    return statistics.median(timed(function, *make_args(i))[0] for i in range(REPEATS))
+
+
+def household_with(earnings: float) -> dict:
+    """The example household with other earnings: a request no cache has seen."""
+    household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
+    household["people"]["parent"]["employment_income"] = {"2025": earnings}
+    return household
+
+
+def policy_number(i: int) -> dict:
+    """A distinct parametric policy for each i, all on the same parameter."""
+    ((name, periods),) = EXAMPLE_POLICY.items()
+    ((period, value),) = periods.items()
+    return {name: {period: value * (1 + (i + 1) / 100)}}
+
+
+def naive_calculate(country, household: dict, policy: dict | None) -> dict:
+    from policyengine_core.reforms import Reform
+
+    reform = Reform.from_dict(policy, country_id=COUNTRY) if policy else None
+    simulation = country.Simulation(situation=household, reform=reform)
+    return fill_household(simulation, household)
+
+
+NAIVE_COLD_START = f"""
+import json, sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+start = time.perf_counter()
+import policyengine_{COUNTRY} as country
+imported = time.perf_counter()
+from api.examples import EXAMPLE_HOUSEHOLD
+country.Simulation(situation=EXAMPLE_HOUSEHOLD).calculate("household_net_income", 2025)
+print(json.dumps([imported - start, time.perf_counter() - imported]))
+"""
+
+
+def main() -> None:
+    # Startup: what a new container does before its first request.
+    start_time, _ = timed(lambda: importlib.import_module("api.main"))
+    import api.main
+
+    engine = api.main.engine
+    warm_up_time, _ = timed(engine.warm_up)
+    client = TestClient(api.main.app)
+    country = importlib.import_module(f"policyengine_{COUNTRY}")
+
+    def post(household, policy=None):
+        response = client.post(
+            "/calculate", json={"household": household, "policy": policy}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["result"]
+
+    first_request, _ = timed(post, household_with(41_000))
+    warm_ours = median_time(post, lambda i: (household_with(50_000 + i),))
+    warm_raw = median_time(
+        lambda h: naive_calculate(country, h, None),
+        lambda i: (household_with(60_000 + i),),
+    )
+    cached_ours = median_time(post, lambda i: (household_with(50_000),))
+
+    # Policies: the first time one is seen, then again on another household.
+    first_policy, ours_result = timed(post, household_with(42_000), EXAMPLE_POLICY)
+    repeat_policy = median_time(
+        lambda h: post(h, EXAMPLE_POLICY), lambda i: (household_with(43_000 + i),)
+    )
+    for i in range(POLICIES):
+        post(household_with(44_000 + i), policy_number(i))
+    peak_after_policies = peak_rss_mb()
+
+    # Sweep: one request with axes against one plain request.
+    sweep = household_with(0)
+    sweep["axes"] = [
+        [
+            {
+                "name": "employment_income",
+                "count": SWEEP_POINTS,
+                "min": 0,
+                "max": 200_000,
+                "period": "2025",
+            }
+        ]
+    ]
+    sweep_time, _ = timed(post, sweep)
+
+    # The naive backend, last, so its memory does not count against ours.
+    naive_policy, naive_result = timed(
+        naive_calculate, country, household_with(42_000), EXAMPLE_POLICY
+    )
+    cold = subprocess.run(
+        [sys.executable, "-c", NAIVE_COLD_START],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    naive_import, naive_first = json.loads(cold.stdout.strip().splitlines()[-1])
+
+    import modal_app
+
+    identical = json.dumps(ours_result, sort_keys=True) == json.dumps(
+        naive_result, sort_keys=True
+    )
+    print(
+        f"{COUNTRY.upper()} backend, {POLICIES} policies, {SWEEP_POINTS}-point sweep\n"
+    )
+    print(f"{'':44} {'ours':>9} {'naive':>9} {'ratio':>8}  target")
+    lines = [
+        (
+            "startup: import + warm-up (s)",
+            start_time + warm_up_time,
+            naive_import,
+            "",
+            "",
+        ),
+        (
+            "first request after startup (s)",
+            first_request,
+            naive_first,
+            f"{first_request / warm_ours:.2f}x warm",
+            "<= 1.5x warm",
+        ),
+        (
+            "warm request, HTTP vs raw Simulation (s)",
+            warm_ours,
+            warm_raw,
+            f"{warm_ours / warm_raw:.2f}x raw",
+            "<= 1.10x raw",
+        ),
+        (
+            "repeated request, result cache (s)",
+            cached_ours,
+            warm_raw,
+            f"{warm_raw / cached_ours:.0f}x faster",
+            "",
+        ),
+        (
+            "first-seen policy (s)",
+            first_policy,
+            naive_policy,
+            f"{naive_policy / first_policy:.1f}x faster",
+            ">= 3x faster",
+        ),
+        (
+            "repeated policy, new household (s)",
+            repeat_policy,
+            naive_policy,
+            f"{naive_policy / repeat_policy:.1f}x faster",
+            ">= 10x faster",
+        ),
+        # Naive: one request per point.
+        (
+            f"{SWEEP_POINTS}-point sweep (s)",
+            sweep_time,
+            SWEEP_POINTS * warm_raw,
+            f"{sweep_time / warm_ours:.2f}x one",
+            "<= 3x one request",
+        ),
+    ]
+    for name, ours, naive, ratio, target in lines:
+        print(f"{name:44} {ours:9.3f} {naive:9.3f} {ratio:>8}  {target}")
+    print(
+        f"{'peak memory after ' + str(POLICIES) + ' policies (MB)':44} {peak_after_policies:9.0f}"
+        f" {'':9} {peak_after_policies / modal_app.MEMORY_MB:.2f}x of MEMORY_MB={modal_app.MEMORY_MB}"
+        "  <= 1x"
+    )
+    print(f"\nfirst-seen policy gives the naive result exactly: {identical}")
+
+
+if __name__ == "__main__":
+    main()
