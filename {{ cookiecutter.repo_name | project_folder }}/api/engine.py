@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from functools import lru_cache
 
 from policyengine_core.errors import SituationParsingError
@@ -29,12 +30,55 @@ from api.validation import (
 PACKAGE_VERSION = importlib.metadata.version(COUNTRY_PACKAGE)
 
 
+class ResultCache:
+    """Finished results by request, least recently used out first.
+
+    Identical requests that arrive together are computed once: the later
+    ones wait for the first (dashboards often send the same request twice).
+    Errors are not cached.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self._done: OrderedDict[str, dict] = OrderedDict()
+        self._running: dict[str, Future] = {}
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: str, compute) -> dict:
+        with self._lock:
+            if key in self._done:
+                self._done.move_to_end(key)
+                return self._done[key]
+            running = self._running.get(key)
+            if running is None:
+                self._running[key] = mine = Future()
+        if running is not None:
+            return running.result()
+        try:
+            result = compute()
+        except BaseException as error:
+            with self._lock:
+                del self._running[key]
+            mine.set_exception(error)
+            raise
+        with self._lock:
+            del self._running[key]
+            self._done[key] = result
+            while len(self._done) > self.size:
+                self._done.popitem(last=False)
+        mine.set_result(result)
+        return result
+
+    def clear(self) -> None:
+        with self._lock:
+            self._done.clear()
+
+
 class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._systems = None
-        self._results: OrderedDict[str, dict] = OrderedDict()
-        self._results_lock = threading.Lock()
+        self.results = ResultCache(settings.result_cache_size)
         self._warm_up_lock = threading.Lock()
         self._ready = threading.Event()
 
@@ -72,10 +116,11 @@ class Engine:
     def calculate(self, household: dict, policy: dict | None = None) -> dict:
         """The household with every null filled, under ``policy`` if given."""
         key = json.dumps([household, policy or {}], sort_keys=True)
-        with self._results_lock:
-            if key in self._results:
-                self._results.move_to_end(key)
-                return self._results[key]
+        return self.results.get_or_compute(
+            key, lambda: self._checked_calculation(household, policy)
+        )
+
+    def _checked_calculation(self, household: dict, policy: dict | None) -> dict:
         if problems := check_limits(household, policy, self.settings):
             raise RequestProblem(problems, status=422)
         system = self.systems.baseline
@@ -85,19 +130,10 @@ class Engine:
         if problems:
             raise RequestProblem(problems)
         try:
-            result = self._simulate(household, policy)
+            return self._simulate(household, policy)
         except SituationParsingError as error:
             # Inputs the checks above let through but the model refuses.
             raise RequestProblem(list(parsing_problems(error.error))) from error
-        with self._results_lock:
-            self._results[key] = result
-            while len(self._results) > self.settings.result_cache_size:
-                self._results.popitem(last=False)
-        return result
-
-    def clear_result_cache(self) -> None:
-        with self._results_lock:
-            self._results.clear()
 
     def _simulate(self, household: dict, policy: dict | None) -> dict:
         simulation = self._systems.simulation(household, policy)

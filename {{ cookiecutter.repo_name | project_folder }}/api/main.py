@@ -163,6 +163,7 @@ async def health() -> JSONResponse:
 @app.post("/calculate", response_model=CalculateResponse, responses=ERRORS)
 async def calculate(request: CalculateRequest) -> CalculateResponse:
     """Fill every null in the household, under the policy if one is given."""
+    # Only what was sent: the answer echoes the request with nulls filled.
     household = request.household.model_dump(exclude_unset=True)
     job = asyncio.get_running_loop().run_in_executor(
         calculations, engine.calculate, household, request.policy

@@ -6,7 +6,7 @@ whether a variable or parameter exists is checked against the country model
 in ``api/validation.py``.
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,7 +27,7 @@ class Axis(BaseModel):
 
     name: str = Field(description="Variable to vary, e.g. employment_income.")
     count: int = Field(ge=1, description="Number of points.")
-    min: float = 0
+    min: float
     max: float
     period: str | int | None = Field(default=None, description="e.g. 2025.")
     index: int = Field(default=0, ge=0, description="Which member to vary.")
@@ -49,8 +49,9 @@ class Household(BaseModel):
     benunits: Group = Field(default_factory=dict)
     households: Group = Field(default_factory=dict)
 {%- endif %}
-    axes: list[list[Axis]] | None = Field(
+    axes: list[Annotated[list[Axis], Field(min_length=1)]] | None = Field(
         default=None,
+        min_length=1,
         description="Inner lists vary in step (same count); outer lists form a grid.",
     )
 

@@ -174,12 +174,13 @@ def check_household(system, household: dict) -> list[dict]:
                 for period_text, value in periods.items():
                     problems += check_period(period_text, (*where, period_text))
                     problems += check_value(variable, value, (*where, period_text))
-    problems += check_axes(system, household.get(AXES) or [])
+    problems += check_axes(system, household)
     return problems
 
 
-def check_axes(system, axes: list) -> list[dict]:
+def check_axes(system, household: dict) -> list[dict]:
     problems = []
+    axes = household.get(AXES) or []
     for i, parallel in enumerate(axes):
         if len({axis["count"] for axis in parallel}) > 1:
             problems.append(
@@ -187,8 +188,19 @@ def check_axes(system, axes: list) -> list[dict]:
             )
         for j, axis in enumerate(parallel):
             where = ("household", AXES, i, j)
-            if axis["name"] not in system.variables:
+            variable = system.variables.get(axis["name"])
+            if variable is None:
                 problems.append(problem((*where, "name"), "unknown variable"))
+                continue
+            members = len(household.get(variable.entity.plural, {}))
+            if axis.get("index", 0) >= members:
+                problems.append(
+                    problem(
+                        (*where, "index"),
+                        f"there are {members} {variable.entity.plural} to vary, "
+                        f"so index must be below {members}",
+                    )
+                )
             if axis.get("period") is not None:
                 problems += check_period(axis["period"], (*where, "period"))
             if axis["max"] < axis["min"]:

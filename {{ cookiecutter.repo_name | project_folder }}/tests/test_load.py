@@ -76,7 +76,7 @@ def test_concurrent_mixed_requests(server, engine):
             key = repr(body)
             if key not in expected:
                 expected[key] = client.post("/calculate", json=body).json()
-        engine.clear_result_cache()
+        engine.results.clear()
 
         health_latencies = []
         done = threading.Event()
