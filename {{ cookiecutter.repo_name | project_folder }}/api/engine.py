@@ -6,6 +6,7 @@ finished results, and knows whether it has warmed up. The HTTP layer
 single instance returned by ``get_engine()``.
 """
 
+import gc
 import importlib
 import importlib.metadata
 import json
@@ -111,6 +112,15 @@ class Engine:
                 country, COUNTRY, max_cached=self.settings.policy_cache_size
             )
             self._simulate(EXAMPLE_HOUSEHOLD, None)
+            # The loaded model is millions of long-lived objects, and a
+            # simulation makes many more. An automatic collection that lands
+            # mid-simulation walks them all while holding the GIL, for up to
+            # a second, and /health waits that long. So the model is frozen
+            # out of collections, and garbage is collected after each
+            # calculation instead (in _checked_calculation), a short pause.
+            gc.collect()
+            gc.freeze()
+            gc.disable()
             self._ready.set()
 
     def calculate(self, household: dict, policy: dict | None = None) -> dict:
@@ -134,6 +144,8 @@ class Engine:
         except SituationParsingError as error:
             # Inputs the checks above let through but the model refuses.
             raise RequestProblem(list(parsing_problems(error.error))) from error
+        finally:
+            gc.collect()
 
     def _simulate(self, household: dict, policy: dict | None) -> dict:
         simulation = self._systems.simulation(household, policy)
