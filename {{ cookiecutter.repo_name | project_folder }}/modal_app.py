@@ -26,15 +26,17 @@ WARM_UP_VARIABLE = "BACKEND_WARM_UP_ON_IMPORT"
 # Sized from `make bench`: peak memory after 20 distinct policies, plus
 # headroom for concurrent calculations. See README, "Memory and concurrency".
 MEMORY_MB = 4096
-# Calculations are CPU-bound and mostly single-threaded; two cores let two
-# run side by side while the event loop stays free for /health.
-CPU_CORES = 2.0
+# A calculation is CPU-bound Python, one at a time per process (the GIL),
+# so one core per container; more load gets more containers instead.
+CPU_CORES = 1.0
 # A household calculation takes about a second; a long sweep can take more.
 TIMEOUT_SECONDS = 300
-# Few inputs per container for CPU-bound work: beyond `target` Modal starts
-# another container; `max` bounds the queue inside one.
+# Few inputs per container for CPU-bound work: past TARGET_INPUTS in flight
+# Modal starts another container; up to MAX_INPUTS wait here meanwhile
+# (cached answers and /health do not wait behind calculations).
 TARGET_INPUTS = 2
 MAX_INPUTS = 4
+# A ceiling on cost if a frontend sends far more than expected.
 MAX_CONTAINERS = 10
 # Keep an idle container for five minutes: dashboards send bursts.
 SCALEDOWN_SECONDS = 300

@@ -108,9 +108,7 @@ class Engine:
             from api.systems import TaxBenefitSystems
 
             country = importlib.import_module(f"policyengine_{COUNTRY}")
-            self._systems = TaxBenefitSystems(
-                country, COUNTRY, max_cached=self.settings.policy_cache_size
-            )
+            self._systems = TaxBenefitSystems.from_settings(country, self.settings)
             self._simulate(EXAMPLE_HOUSEHOLD, None)
             # The loaded model is millions of long-lived objects, and a
             # simulation makes many more. An automatic collection that lands

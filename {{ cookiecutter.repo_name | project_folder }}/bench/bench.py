@@ -125,6 +125,7 @@ def main() -> None:
         ]
     ]
     sweep_time, _ = timed(post, sweep)
+    peak_after_sweep = peak_rss_mb()
 
     # The naive backend, last, so its memory does not count against ours.
     naive_policy, naive_result = timed(
@@ -206,6 +207,7 @@ def main() -> None:
         f" {'':9} {peak_after_policies / modal_app.MEMORY_MB:.2f}x of MEMORY_MB={modal_app.MEMORY_MB}"
         "  <= 1x"
     )
+    print(f"{'peak memory after the sweep too (MB)':44} {peak_after_sweep:9.0f}")
     print(f"\nfirst-seen policy gives the naive result exactly: {identical}")
 
 
