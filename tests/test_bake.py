@@ -38,7 +38,9 @@ def project(request, tmp_path_factory) -> tuple[Path, dict]:
 
 
 def project_files(root: Path):
-    return [p for p in root.rglob("*") if p.is_file()]
+    """The rendered files, not the caches that checking them leaves."""
+    caches = {"__pycache__", ".ruff_cache", ".pytest_cache"}
+    return [p for p in root.rglob("*") if p.is_file() and not caches & set(p.parts)]
 
 
 def test_folder_is_named_after_the_app(project):
@@ -140,3 +142,39 @@ def test_makefile_is_written_by_the_hook(project):
     for target in ["install", "test", "dev", "deploy", "health", "help"]:
         assert re.search(rf"^{target}:", makefile, re.M), target
     assert "APP := salt-cap-calculator" in makefile
+
+
+# Shapes of real credentials: Modal tokens (ak-/as-), cloud and API keys,
+# private keys. A rendered project must hold none of them.
+TOKEN_SHAPES = re.compile(
+    r"\ba[ks]-[A-Za-z0-9]{16,}|sk-(ant|proj)-[\w-]{20}|gh[pousr]_[A-Za-z0-9]{20}"
+    r"|github_pat_\w{20}|AKIA[0-9A-Z]{16}|hf_[A-Za-z0-9]{20}|xox[abpr]-[\w-]{10}"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
+
+
+def test_no_secret_in_the_rendered_tree(project):
+    root, _ = project
+    leaks = [
+        f"{path.relative_to(root)}:{number}"
+        for path in project_files(root)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if TOKEN_SHAPES.search(line)
+    ]
+    assert leaks == []
+    assert not list(root.rglob(".env*"))
+    ignored = (root / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored and ".env.*" in ignored
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'MODAL_TOKEN_ID = "ak-' + "a1B2" * 5 + '"',
+        "key = 'sk-ant-" + "x" * 24 + "'",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "token: ghp_" + "Z" * 20,
+    ],
+)
+def test_token_scan_catches_fake_tokens(line):
+    assert TOKEN_SHAPES.search(line)
