@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -72,30 +71,19 @@ def shared_venv(country: str) -> Path:
     return CACHE / f"venv-{country}"
 
 
-@pytest.fixture(scope="session")
-def rendered_suites(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
-    """Render each country and run its own `make test`, both at once.
+def run_rendered_suite(country: str, output_dir: Path) -> subprocess.CompletedProcess:
+    """Render ``country`` and run that project's own `make test`.
 
-    The two suites are mostly waiting on imports and single-threaded
-    calculations, so running them side by side uses both cores.
+    One suite at a time: each has a load test that measures /health latency
+    while calculations run, and two suites on two cores would measure each
+    other.
     """
-    running = {}
-    for country in ("us", "uk"):
-        project = bake(tmp_path_factory.mktemp(f"suite-{country}"), country=country)
-        running[country] = subprocess.Popen(
-            ["make", "test", f"VENV={shared_venv(country)}", "PYTEST_ARGS=-q -p no:cacheprovider"],
-            cwd=project,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    results = {}
-    for country, process in running.items():
-        output, _ = process.communicate(timeout=1500)
-        results[country] = subprocess.CompletedProcess(process.args, process.returncode, output)
-    return results
-
-
-@pytest.fixture
-def python() -> str:
-    return sys.executable
+    project = bake(output_dir, country=country)
+    return subprocess.run(
+        ["make", "test", f"VENV={shared_venv(country)}", "PYTEST_ARGS=-q -p no:cacheprovider"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=1500,
+    )

@@ -8,10 +8,12 @@ import re
 
 import pytest
 
+from tests.conftest import run_rendered_suite
+
 
 @pytest.mark.parametrize("country", ["us", "uk"])
-def test_rendered_project_passes_its_own_tests(rendered_suites, country):
-    result = rendered_suites[country]
+def test_rendered_project_passes_its_own_tests(tmp_path, country):
+    result = run_rendered_suite(country, tmp_path)
 
     assert result.returncode == 0, result.stdout[-6000:]
     summary = re.search(r"(\d+) passed", result.stdout)
