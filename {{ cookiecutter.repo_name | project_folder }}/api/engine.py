@@ -29,6 +29,8 @@ from api.validation import (
 )
 
 PACKAGE_VERSION = importlib.metadata.version(COUNTRY_PACKAGE)
+# Calculations between full garbage collections (see Engine._collect_garbage).
+FULL_COLLECTION_EVERY = 50
 
 
 class ResultCache:
@@ -82,6 +84,7 @@ class Engine:
         self.results = ResultCache(settings.result_cache_size)
         self._warm_up_lock = threading.Lock()
         self._ready = threading.Event()
+        self._calculations = 0
 
     @property
     def ready(self) -> bool:
@@ -115,7 +118,7 @@ class Engine:
             # mid-simulation walks them all while holding the GIL, for up to
             # a second, and /health waits that long. So the model is frozen
             # out of collections, and garbage is collected after each
-            # calculation instead (in _checked_calculation), a short pause.
+            # calculation instead (in _collect_garbage), a short pause.
             gc.collect()
             gc.freeze()
             gc.disable()
@@ -143,7 +146,18 @@ class Engine:
             # Inputs the checks above let through but the model refuses.
             raise RequestProblem(list(parsing_problems(error.error))) from error
         finally:
-            gc.collect()
+            self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        """Free what the last calculation left, walking only new objects.
+
+        With automatic collection off, everything a calculation made is
+        still in the youngest generation, so collecting that generation
+        alone frees it without walking the rest of the heap. A full
+        collection now and then catches cycles that reach older objects.
+        """
+        self._calculations += 1
+        gc.collect(0 if self._calculations % FULL_COLLECTION_EVERY else 2)
 
     def _simulate(self, household: dict, policy: dict | None) -> dict:
         simulation = self._systems.simulation(household, policy)
