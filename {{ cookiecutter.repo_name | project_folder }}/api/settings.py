@@ -12,18 +12,18 @@ COUNTRY = "{{ cookiecutter.country }}"
 COUNTRY_PACKAGE = "policyengine-{{ cookiecutter.country }}"
 
 
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+def from_env(name: str, default, parse=str):
+    """A dataclass field read from environment variable ``name`` when a
+    Settings is made, or ``default`` when it is not set."""
+
+    def read():
+        raw = os.environ.get(name)
+        return default if raw is None else parse(raw)
+
+    return field(default_factory=read)
 
 
-def _float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
-
-
-def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
+def comma_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
@@ -46,48 +46,34 @@ DEFAULT_ORIGIN_REGEX = r"https://[a-z0-9-]+-policy-engine\.vercel\.app"
 class Settings:
     # Reformed tax-benefit systems kept in memory, least recently used first
     # out. Each costs little (it shares the baseline's unchanged parameters).
-    policy_cache_size: int = field(
-        default_factory=lambda: _int("POLICY_CACHE_SIZE", 32)
-    )
+    policy_cache_size: int = from_env("POLICY_CACHE_SIZE", 32, int)
     # Of those, systems that needed a full build (policies that switch on a
     # structural reform): each holds a whole parameter tree, about 870 MB.
-    policy_full_build_cache_size: int = field(
-        default_factory=lambda: _int("POLICY_FULL_BUILD_CACHE_SIZE", 1)
-    )
+    policy_full_build_cache_size: int = from_env("POLICY_FULL_BUILD_CACHE_SIZE", 1, int)
     # Finished results kept in memory, keyed by the exact request.
-    result_cache_size: int = field(
-        default_factory=lambda: _int("RESULT_CACHE_SIZE", 256)
-    )
+    result_cache_size: int = from_env("RESULT_CACHE_SIZE", 256, int)
     # Request limits. Over one, the answer is a 413 (body size) or 422 (the
     # rest) whose message names the limit and its variable.
-    max_body_bytes: int = field(
-        default_factory=lambda: _int("MAX_BODY_BYTES", 1_000_000)
-    )
-    max_people: int = field(default_factory=lambda: _int("MAX_PEOPLE", 50))
-    max_axis_points: int = field(default_factory=lambda: _int("MAX_AXIS_POINTS", 2_001))
-    max_policy_parameters: int = field(
-        default_factory=lambda: _int("MAX_POLICY_PARAMETERS", 200)
-    )
+    max_body_bytes: int = from_env("MAX_BODY_BYTES", 1_000_000, int)
+    max_people: int = from_env("MAX_PEOPLE", 50, int)
+    max_axis_points: int = from_env("MAX_AXIS_POINTS", 2_001, int)
+    max_policy_parameters: int = from_env("MAX_POLICY_PARAMETERS", 200, int)
     # A calculation that runs longer than this answers 504; the container's
     # own Modal timeout is longer, so the client hears why.
-    calculation_timeout_seconds: float = field(
-        default_factory=lambda: _float("CALCULATION_TIMEOUT_SECONDS", 120)
+    calculation_timeout_seconds: float = from_env(
+        "CALCULATION_TIMEOUT_SECONDS", 120, float
     )
     # Calculations are CPU-bound Python: the GIL runs one at a time, so a
     # second thread adds no speed, only garbage-collection pauses that
     # /health then waits behind (measured: 1.9 s under load with two).
-    calculation_workers: int = field(
-        default_factory=lambda: _int("CALCULATION_WORKERS", 1)
-    )
-    cors_allow_origins: tuple[str, ...] = field(
-        default_factory=lambda: _list("CORS_ALLOW_ORIGINS", DEFAULT_ORIGINS)
+    calculation_workers: int = from_env("CALCULATION_WORKERS", 1, int)
+    cors_allow_origins: tuple[str, ...] = from_env(
+        "CORS_ALLOW_ORIGINS", DEFAULT_ORIGINS, comma_list
     )
     # Vercel deployments of the policy-engine team get a new host each time,
     # so they are allowed by pattern. CORS_ALLOW_ORIGIN_REGEX="" turns it off.
-    cors_allow_origin_regex: str | None = field(
-        default_factory=lambda: (
-            os.environ.get("CORS_ALLOW_ORIGIN_REGEX", DEFAULT_ORIGIN_REGEX) or None
-        )
+    cors_allow_origin_regex: str | None = from_env(
+        "CORS_ALLOW_ORIGIN_REGEX", DEFAULT_ORIGIN_REGEX, lambda raw: raw or None
     )
 
 
