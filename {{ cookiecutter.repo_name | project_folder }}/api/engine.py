@@ -17,8 +17,8 @@ from functools import lru_cache
 
 from policyengine_core.errors import SituationParsingError
 
+from api.examples import EXAMPLE_HOUSEHOLD
 from api.household import fill_household
-from api.models import EXAMPLE_HOUSEHOLD
 from api.settings import COUNTRY, COUNTRY_PACKAGE, Settings, get_settings
 from api.validation import (
     RequestProblem,
