@@ -8,6 +8,7 @@ project. The work lives in functions that the template's tests import.
 import ast
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -331,6 +332,19 @@ def makefile(app_name: str) -> str:
     )
 
 
+def next_steps(project: Path) -> str:
+    """What to do with a freshly rendered project."""
+    return f"""
+Next steps:
+  cd {shlex.quote(str(project))}
+  git init && git add . && git commit -m "First commit"
+  make install   # the project's virtual environment
+  make test      # offline tests; no Modal account needed
+  make dev       # serve locally with reload; API docs at /docs
+Then read README.md: deploys, operations, troubleshooting.
+"""
+
+
 def main(answers: dict, project: Path) -> int:
     problems = check_rendered(project, answers["repo_name"])
     for problem in problems:
@@ -339,6 +353,10 @@ def main(answers: dict, project: Path) -> int:
         return 1
     record_commit(project, template_commit(answers.get("_repo_dir", "")))
     (project / "Makefile").write_text(makefile(answers["repo_name"]))
+    # Only cookiecutter itself sets _output_dir. cruft renders without it,
+    # also on `cruft update`, where these steps would only be noise.
+    if "_output_dir" in answers:
+        print(next_steps(project))
     return 0
 
 

@@ -9,6 +9,7 @@ can import and exercise them directly.
 import json
 import re
 import sys
+import unicodedata
 
 # The deployed URL of a web function is
 #   https://policyengine-<env>--<app>-<function>.modal.run
@@ -55,19 +56,41 @@ KNOWN_SECRETS = (
 )
 
 
-def suggest_repo_name(name: str) -> str:
-    """A kebab-case name close to ``name`` that passes ``check_repo_name``."""
-    words = re.findall(r"[a-z0-9]+", name.lower())
-    slug = "-".join(words).lstrip("-0123456789") or FALLBACK_SUGGESTION
-    if len(slug) > MAX_REPO_NAME_LENGTH:
-        slug = slug[:MAX_REPO_NAME_LENGTH].rsplit("-", 1)[0].rstrip("-")
-    return slug
+def slug(text: str) -> str:
+    """``text`` as kebab-case words, starting with a letter, at most the limit.
+
+    Accents are dropped rather than the letters that carry them ("é" -> "e"),
+    and a name cut at the limit ends at a whole word.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    name = "-".join(words).lstrip("-0123456789")
+    while len(name) > MAX_REPO_NAME_LENGTH and "-" in name:
+        name = name.rsplit("-", 1)[0]
+    return name[:MAX_REPO_NAME_LENGTH]
 
 
-def check_repo_name(name: str) -> list[str]:
+def is_good_repo_name(name: str) -> bool:
+    return bool(
+        REPO_NAME_PATTERN.match(name)
+        and name not in GENERIC_NAMES
+        and len(name) <= MAX_REPO_NAME_LENGTH
+    )
+
+
+def suggest_repo_name(name: str, project_name: str = "") -> str:
+    """A name that passes ``check_repo_name``: ``name`` tidied up if that
+    is enough, else one made from the project's name, else a fallback."""
+    for candidate in (slug(name), slug(project_name)):
+        if is_good_repo_name(candidate):
+            return candidate
+    return FALLBACK_SUGGESTION
+
+
+def check_repo_name(name: str, project_name: str = "") -> list[str]:
     """Problems with ``repo_name``, each a full sentence with a fix."""
     shown = json.dumps(name)
-    fix = f'Try repo_name="{suggest_repo_name(name)}".'
+    fix = f'Try repo_name="{suggest_repo_name(name, project_name)}".'
     if not name:
         return [f"repo_name is empty. {fix}"]
     problems = []
@@ -80,8 +103,7 @@ def check_repo_name(name: str) -> list[str]:
     if name in GENERIC_NAMES:
         problems.append(
             f"repo_name {shown} is too generic: the workspace holds every "
-            "team's apps, so name it after what it serves, e.g. "
-            '"salt-cap-calculator".'
+            f"team's apps, so name it after what it serves. {fix}"
         )
     if len(name) > MAX_REPO_NAME_LENGTH:
         label = f"{LONGEST_URL_PREFIX}{name}{LONGEST_FUNCTION_SUFFIX}"
@@ -142,7 +164,7 @@ def check_answers(answers: dict) -> list[str]:
     """Every problem with the answers; an empty list means they are fine."""
     return [
         *check_one_line("project_name", answers["project_name"]),
-        *check_repo_name(answers["repo_name"]),
+        *check_repo_name(answers["repo_name"], answers["project_name"]),
         *check_one_line("description", answers["description"]),
         *check_choice("country", answers["country"], COUNTRIES),
         *check_choice("python_version", answers["python_version"], PYTHON_VERSIONS),
@@ -155,7 +177,13 @@ def main(answers: dict) -> int:
     for problem in problems:
         print(f"ERROR: {problem}", file=sys.stderr)
     if problems:
-        print("Nothing was generated.", file=sys.stderr)
+        # Cookiecutter follows a failed hook with a traceback of its own
+        # (it cannot be turned off from a template): say where to look.
+        print(
+            "Nothing was generated. Fix the answers above and run again; the "
+            "traceback cookiecutter prints next only says that this check failed.",
+            file=sys.stderr,
+        )
         return 1
     for name in unknown_secret_names(answers["modal_secrets"]):
         print(
