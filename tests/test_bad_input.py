@@ -65,6 +65,29 @@ def test_bad_name_stops_generation_and_leaves_nothing(tmp_path, capfd, name):
     assert not (tmp_path / "escape").exists()
 
 
+def test_cli_shows_the_problem_and_a_name_that_passes(tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    result = run(
+        [
+            str(Path(sys.executable).with_name("cookiecutter")),
+            str(TEMPLATE),
+            "--no-input",
+            "-o",
+            str(output),
+            "repo_name=My App",
+        ],
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith('ERROR: repo_name "My App" is not kebab-case')
+    assert 'Try repo_name="salt-cap-calculator".' in result.stderr
+    assert "Nothing was generated." in result.stderr
+    assert list(output.iterdir()) == []
+
+
 HOSTILE = [
     "Quote \" and ' and \\ backslash",
     "__import__('os').system('touch PWNED')",
