@@ -23,8 +23,8 @@ test: install ## Run every test of the template, rendered projects included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install ## Check the template's own Python
-	$(BIN)/ruff check hooks tests local_extensions.py
-	$(BIN)/ruff format --check hooks tests local_extensions.py
+	$(BIN)/ruff check hooks tests template_extensions.py
+	$(BIN)/ruff format --check hooks tests template_extensions.py
 
 render: install ## Render the defaults into build/ to look at them
 	$(BIN)/cookiecutter --no-input --overwrite-if-exists -o build .

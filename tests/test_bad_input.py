@@ -13,7 +13,7 @@ from cookiecutter.exceptions import FailedHookException, UndefinedVariableInTemp
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from local_extensions import UnsafeTemplateAccess
+from template_extensions import UnsafeTemplateAccess
 from tests.conftest import TEMPLATE, bake, run
 
 
@@ -250,7 +250,7 @@ def test_cli_refuses_injection_without_a_traceback(tmp_path, name):
 
 def sandboxed_environment():
     return StrictEnvironment(
-        context={"cookiecutter": {"_extensions": ["local_extensions.Sandbox"]}}
+        context={"cookiecutter": {"_extensions": ["template_extensions.Sandbox"]}}
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEMPLATE, run
+from tests.conftest import DEFAULTS, TEMPLATE, run
 
 CRUFT = str(Path(sys.executable).with_name("cruft"))
 PROJECT_TEMPLATE = "{{ cookiecutter.repo_name | project_folder }}"
@@ -86,3 +86,14 @@ def test_cruft_update_brings_template_changes(tmp_path, template_repo):
     changed = ok(["git", "status", "--porcelain"], project).splitlines()
     assert sorted(line[3:] for line in changed) == [".cruft.json", "CHANGELOG.md", "README.md"]
     ok([CRUFT, "check"], project)
+
+
+def test_extension_names_never_change():
+    """`cruft update` renders the project's old template version first, and the
+    new version then gets the old version's (already imported) extension
+    module: a name listed here that an older version lacks stops the update.
+    See template_extensions.py before changing this list."""
+    assert DEFAULTS["_extensions"] == [
+        "template_extensions.Sandbox",
+        "template_extensions.ProjectFolder",
+    ]

@@ -9,6 +9,14 @@ an environment variable (a Modal token in CI) into the rendered files, and
 ``cycler.__init__.__globals__.os.system(...)`` would run commands.
 
 ``Sandbox`` turns cookiecutter's environment into Jinja's own sandbox.
+
+Never rename or remove a class listed in ``_extensions``. ``cruft update``
+renders the project's old template version and the new one in one Python
+process, and Python imports this module only once: the new version's
+render gets the old version's module. A listed name the old module lacks
+stops the update (this is why this file is not ``local_extensions.py``
+any more: the first versions listed ``local_extensions.DunderGuard``), and a
+change to an existing class reaches projects from their next update on.
 """
 
 from functools import cache
