@@ -70,6 +70,11 @@ def test_cruft_update_brings_template_changes(tmp_path, template_repo):
     with (rendered / "README.md").open("a") as f:
         f.write("\nUpdated upstream for {{ cookiecutter.project_name }}.\n")
     (rendered / "CHANGELOG.md").write_text("# {{ cookiecutter.repo_name }} changes\n")
+    # A new prompt changes the answers that .cruft.json records.
+    config = json.loads((template_repo / "cookiecutter.json").read_text())
+    config = {"owner": "policyengine", **config}
+    config["_copy_without_render"].append("*.png")
+    (template_repo / "cookiecutter.json").write_text(json.dumps(config, indent=2) + "\n")
     new_commit = commit_all(template_repo, "Change the template")
 
     shown = ok([CRUFT, "update", "-y"], project)
@@ -82,7 +87,9 @@ def test_cruft_update_brings_template_changes(tmp_path, template_repo):
     assert (project / "CHANGELOG.md").read_text() == "# salt-cap-calculator changes\n"
     assert list(project.rglob("*.rej")) == [] and list(project.rglob("*.orig")) == []
     assert (project / "Makefile").read_bytes() == makefile
-    assert json.loads((project / ".cruft.json").read_text())["commit"] == new_commit
+    record = json.loads((project / ".cruft.json").read_text())
+    assert record["commit"] == new_commit
+    assert record["context"]["cookiecutter"]["owner"] == "policyengine"
     changed = ok(["git", "status", "--porcelain"], project).splitlines()
     assert sorted(line[3:] for line in changed) == [".cruft.json", "CHANGELOG.md", "README.md"]
     ok([CRUFT, "check"], project)
