@@ -2,6 +2,7 @@
 
 import ast
 import json
+import shutil
 import sys
 import tomllib
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 import yaml
 from cookiecutter.environment import StrictEnvironment
 from cookiecutter.exceptions import FailedHookException, UndefinedVariableInTemplate
+from cookiecutter.main import cookiecutter
 from jinja2 import StrictUndefined
+from jinja2.exceptions import UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from template_extensions import UnsafeTemplateAccess
@@ -127,6 +130,7 @@ def test_hostile_text_renders_safely_or_is_refused(tmp_path, key, text):
 
 # A fake secret in the environment: every payload below tries to copy it into
 # the project. In CI the same variable could hold a Modal token.
+PROJECT_TEMPLATE = "{{ cookiecutter.repo_name | project_folder }}"
 SECRET_VARIABLE = "FOO_SECRET"
 SECRET = "topsecret-7c1f9e2a"
 
@@ -246,6 +250,30 @@ def test_cli_refuses_injection_without_a_traceback(tmp_path, name):
     assert "Traceback" not in shown
     assert list(output.iterdir()) == []
     assert_no_secret_anywhere(tmp_path, shown)
+
+
+@pytest.mark.parametrize("where", ["file", "hook"])
+def test_template_files_and_hooks_are_sandboxed_too(tmp_path, monkeypatch, where):
+    """The same sandbox renders the template's own files and hooks."""
+    monkeypatch.setenv(SECRET_VARIABLE, SECRET)
+    template = tmp_path / "template"
+    shutil.copytree(
+        TEMPLATE, template, ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "build")
+    )
+    if where == "file":
+        (template / PROJECT_TEMPLATE / "LEAK.md").write_text(LEAKS["format-globals"])
+    else:
+        hook = template / "hooks" / "pre_gen_project.py"
+        hook.write_text(f"# {LEAKS['format-globals']}\n{hook.read_text()}")
+    output = tmp_path / "out"
+    output.mkdir()
+
+    with pytest.raises((UndefinedVariableInTemplate, UndefinedError)) as refused:
+        cookiecutter(str(template), no_input=True, output_dir=str(output), default_config=True)
+
+    assert "is not allowed in a template" in str(refused.value)
+    assert list(output.iterdir()) == []
+    assert_no_secret_anywhere(output, str(refused.value))
 
 
 def sandboxed_environment():
