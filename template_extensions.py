@@ -15,8 +15,9 @@ renders the project's old template version and the new one in one Python
 process, and Python imports this module only once: the new version's
 render gets the old version's module. A listed name the old module lacks
 stops the update (this is why this file is not ``local_extensions.py``
-any more: the first versions listed ``local_extensions.DunderGuard``), and a
-change to an existing class reaches projects from their next update on.
+any more: the first versions listed ``local_extensions.DunderGuard``), and
+a change to an existing class takes effect in an update only once the
+project's recorded template version has it.
 """
 
 from functools import cache
