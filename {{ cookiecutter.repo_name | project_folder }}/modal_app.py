@@ -23,13 +23,20 @@ SECRET_NAMES: list[str] = [{% for name in secret_names %}
 # this file is imported locally by `modal deploy` or the tests.
 WARM_UP_VARIABLE = "BACKEND_WARM_UP_ON_IMPORT"
 
-# Sized from `make bench`: peak memory after 20 distinct policies, plus
-# headroom for concurrent calculations. See README, "Memory and concurrency".
+# Sized from `make bench`: the server with its warm model plus the
+# calculation worker. The backend stops a calculation that would take the
+# two past MEMORY_LIMIT_MB, and replaces the worker after one that leaves
+# them past MEMORY_RECYCLE_MB, so the container is never killed for memory.
+# See README, "Memory and concurrency".
 MEMORY_MB = 4096
-# A calculation is CPU-bound Python, one at a time per process (the GIL),
-# so one core per container; more load gets more containers instead.
+MEMORY_LIMIT_MB = MEMORY_MB * 90 // 100
+MEMORY_RECYCLE_MB = MEMORY_MB * 68 // 100
+# A calculation is CPU-bound Python, one at a time per container (in its
+# worker process), so one core per container; more load gets more
+# containers instead.
 CPU_CORES = 1.0
-# A household calculation takes about a second; a long sweep can take more.
+# Longer than the backend's own limit (CALCULATION_TIMEOUT_SECONDS, 120 s,
+# waiting included), so a slow request gets the backend's 504 with a reason.
 TIMEOUT_SECONDS = 300
 # Few inputs per container for CPU-bound work: past TARGET_INPUTS in flight
 # Modal starts another container; up to MAX_INPUTS wait here meanwhile
@@ -71,6 +78,10 @@ if os.environ.get(WARM_UP_VARIABLE) == "1":
     max_containers=MAX_CONTAINERS,
     scaledown_window=SCALEDOWN_SECONDS,
     enable_memory_snapshot=True,
+    env={
+        "MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB),
+        "MEMORY_RECYCLE_MB": str(MEMORY_RECYCLE_MB),
+    },
     secrets=[modal.Secret.from_name(name) for name in SECRET_NAMES],
 )
 @modal.concurrent(max_inputs=MAX_INPUTS, target_inputs=TARGET_INPUTS)

@@ -1,24 +1,29 @@
-"""The calculation engine: one per process.
+"""The calculation engine: one per server process.
 
-It loads the country model, keeps the tax-benefit systems and a cache of
-finished results, and knows whether it has warmed up. The HTTP layer
-(``api/main.py``) and the Modal wiring (``modal_app.py``) both talk to the
-single instance returned by ``get_engine()``.
+It loads the country model and warms it up, checks each request, keeps a
+cache of finished answers, and hands calculations to the worker process
+(``api/worker.py``), one at a time. The HTTP layer (``api/main.py``) and the
+Modal wiring (``modal_app.py``) both use the instance from ``get_engine()``.
+
+A request's path: limits (422 at once) -> checks against the model (400)
+-> the answer cache -> the same request already running? wait for it ->
+the worker, within the request's deadline (504 past it).
 """
 
+import asyncio
 import gc
 import importlib
 import importlib.metadata
 import json
 import threading
+import time
 from collections import OrderedDict
-from concurrent.futures import Future
 from functools import lru_cache
 
-from policyengine_core.errors import SituationParsingError
-
+from api import calculation
 from api.examples import EXAMPLE_HOUSEHOLD
 from api.household import fill_household
+from api.policy import policy_key
 from api.settings import COUNTRY, COUNTRY_PACKAGE, Settings, get_settings
 from api.validation import (
     RequestProblem,
@@ -27,64 +32,67 @@ from api.validation import (
     check_policy,
     problem,
 )
+from api.worker import OutOfMemory, TimedOut, Worker
 
 PACKAGE_VERSION = importlib.metadata.version(COUNTRY_PACKAGE)
-# Calculations between full garbage collections (see Engine._collect_garbage).
-FULL_COLLECTION_EVERY = 50
+MB = 1024 * 1024
 
 
-class ResultCache:
-    """Finished results by request, least recently used out first.
+class CalculationTimeout(Exception):
+    """The request passed its deadline; the message says where it was."""
 
-    Identical requests that arrive together are computed once: the later
-    ones wait for the first (dashboards often send the same request twice).
-    Errors are not cached.
+
+class AnswerCache:
+    """Finished answers (JSON bytes) by request, bounded in bytes.
+
+    Least recently used out first. Holding the encoded bytes makes the bound
+    exact and eviction a plain free: bytes hold no references.
     """
 
-    def __init__(self, size: int):
-        self.size = size
-        self._done: OrderedDict[str, dict] = OrderedDict()
-        self._running: dict[str, Future] = {}
-        self._lock = threading.Lock()
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._answers: OrderedDict[str, bytes] = OrderedDict()
 
-    def get_or_compute(self, key: str, compute) -> dict:
-        with self._lock:
-            if key in self._done:
-                self._done.move_to_end(key)
-                return self._done[key]
-            running = self._running.get(key)
-            if running is None:
-                self._running[key] = mine = Future()
-        if running is not None:
-            return running.result()
-        try:
-            result = compute()
-        except BaseException as error:
-            with self._lock:
-                del self._running[key]
-            mine.set_exception(error)
-            raise
-        with self._lock:
-            del self._running[key]
-            self._done[key] = result
-            while len(self._done) > self.size:
-                self._done.popitem(last=False)
-        mine.set_result(result)
-        return result
+    def get(self, key: str) -> bytes | None:
+        answer = self._answers.get(key)
+        if answer is not None:
+            self._answers.move_to_end(key)
+        return answer
+
+    def put(self, key: str, answer: bytes) -> None:
+        if len(answer) > self.max_bytes or key in self._answers:
+            return
+        self._answers[key] = answer
+        self.size += len(answer)
+        while self.size > self.max_bytes:
+            _, evicted = self._answers.popitem(last=False)
+            self.size -= len(evicted)
 
     def clear(self) -> None:
-        with self._lock:
-            self._done.clear()
+        self._answers.clear()
+        self.size = 0
+
+
+def encode_answer(result: dict) -> bytes:
+    body = {"status": "ok", "message": None, "result": result}
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._systems = None
-        self.results = ResultCache(settings.result_cache_size)
+        self.answers = AnswerCache(settings.result_cache_mb * MB)
+        self._running: dict[str, asyncio.Future] = {}
         self._warm_up_lock = threading.Lock()
         self._ready = threading.Event()
-        self._calculations = 0
+        self.worker = Worker(
+            self._handle_job,
+            memory_limit_mb=settings.memory_limit_mb,
+            memory_recycle_mb=settings.memory_recycle_mb,
+        )
+        self._worker_lock: asyncio.Lock | None = None
 
     @property
     def ready(self) -> bool:
@@ -100,8 +108,9 @@ class Engine:
 
         Importing the model takes tens of seconds and the first calculation
         several more, as variables and parameters are first touched. Doing
-        both before the first request (and inside a Modal memory snapshot)
-        keeps that cost off every user.
+        both before the first request (and, on Modal, before the memory
+        snapshot) keeps that cost off every user, and every worker forked
+        from this process starts warm.
         """
         if self._ready.is_set():
             return
@@ -112,65 +121,117 @@ class Engine:
 
             country = importlib.import_module(f"policyengine_{COUNTRY}")
             self._systems = TaxBenefitSystems.from_settings(country, self.settings)
-            self._simulate(EXAMPLE_HOUSEHOLD, None)
-            # The loaded model is millions of long-lived objects, and a
-            # simulation makes many more. An automatic collection that lands
-            # mid-simulation walks them all while holding the GIL, for up to
-            # a second, and /health waits that long. So the model is frozen
-            # out of collections, and garbage is collected after each
-            # calculation instead (in _collect_garbage), a short pause.
+            fill_household(
+                self._systems.simulation(EXAMPLE_HOUSEHOLD), EXAMPLE_HOUSEHOLD
+            )
+            # The loaded model is millions of long-lived objects. Frozen out
+            # of garbage collection, no collection walks them again: not the
+            # server's, and not the worker's after each calculation.
             gc.collect()
             gc.freeze()
-            gc.disable()
             self._ready.set()
 
-    def calculate(self, household: dict, policy: dict | None = None) -> dict:
-        """The household with every null filled, under ``policy`` if given."""
-        key = json.dumps([household, policy or {}], sort_keys=True)
-        return self.results.get_or_compute(
-            key, lambda: self._checked_calculation(household, policy)
-        )
+    async def calculate(self, household: dict, policy: dict | None) -> bytes:
+        """The answer to ``/calculate`` as JSON bytes.
 
-    def _checked_calculation(self, household: dict, policy: dict | None) -> dict:
+        Raises RequestProblem (4xx) or CalculationTimeout (504).
+        """
+        deadline = time.monotonic() + self.settings.calculation_timeout_seconds
         if problems := check_limits(household, policy, self.settings):
             raise RequestProblem(problems, status=422)
+        if not self.ready:
+            await asyncio.to_thread(self.warm_up)
+        await asyncio.to_thread(self._check, household, policy)
+        # The household's own order is kept: member order decides which
+        # person an axis varies, and the answer echoes what was sent.
+        key = json.dumps([household, policy_key(policy)], separators=(",", ":"))
+        if (answer := self.answers.get(key)) is not None:
+            return answer
+        if (running := self._running.get(key)) is not None:
+            return await asyncio.shield(running)
+        self._running[key] = future = asyncio.get_running_loop().create_future()
+        try:
+            answer = await self._run(
+                ("calculate", household, policy), deadline, household
+            )
+            self.answers.put(key, answer)
+            future.set_result(answer)
+            return answer
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as error:
+            future.set_exception(error)
+            future.exception()  # marked as seen: no warning when nobody waited
+            raise
+        finally:
+            del self._running[key]
+
+    def _check(self, household: dict, policy: dict | None) -> None:
         system = self.systems.baseline
         problems = check_household(system, household)
         if policy:
             problems += check_policy(system, policy)
         if problems:
             raise RequestProblem(problems)
+
+    async def _run(self, job: tuple, deadline: float, household: dict) -> bytes:
+        """Run ``job`` in the worker when it is free, within ``deadline``."""
+        if self._worker_lock is None:
+            self._worker_lock = asyncio.Lock()
+        arrived = time.monotonic()
         try:
-            return self._simulate(household, policy)
-        except SituationParsingError as error:
-            # Inputs the checks above let through but the model refuses.
-            raise RequestProblem(list(parsing_problems(error.error))) from error
+            async with asyncio.timeout_at(self._loop_deadline(deadline)):
+                await self._worker_lock.acquire()
+        except TimeoutError:
+            waited = time.monotonic() - arrived
+            raise CalculationTimeout(self._timeout_message(household, waited)) from None
+        waited = time.monotonic() - arrived
+        try:
+            reply = await asyncio.to_thread(self.worker.run, job, deadline)
+        except TimedOut:
+            raise CalculationTimeout(self._timeout_message(household, waited)) from None
+        except OutOfMemory as error:
+            raise RequestProblem(
+                [
+                    problem(
+                        ("household",),
+                        f"the calculation needed more memory than the backend allows "
+                        f"(MEMORY_LIMIT_MB={self.settings.memory_limit_mb}, {error}); "
+                        "ask for fewer periods, people, axis points or values",
+                    )
+                ],
+                status=422,
+            ) from None
         finally:
-            self._collect_garbage()
+            self._worker_lock.release()
+        if reply[0] == "ok":
+            return encode_answer(reply[1])
+        if reply[0] == "problem":
+            raise RequestProblem(reply[2], status=reply[1])
+        raise RuntimeError(f"calculation failed in the worker:\n{reply[1]}")
 
-    def _collect_garbage(self) -> None:
-        """Free what the last calculation left, walking only new objects.
+    @staticmethod
+    def _loop_deadline(deadline: float) -> float:
+        loop = asyncio.get_running_loop()
+        return loop.time() + (deadline - time.monotonic())
 
-        With automatic collection off, everything a calculation made is
-        still in the youngest generation, so collecting that generation
-        alone frees it without walking the rest of the heap. A full
-        collection now and then catches cycles that reach older objects.
-        """
-        self._calculations += 1
-        gc.collect(0 if self._calculations % FULL_COLLECTION_EVERY else 2)
+    def _timeout_message(self, household: dict, waited: float) -> str:
+        limit = self.settings.calculation_timeout_seconds
+        message = f"the calculation did not finish within {limit:g} s (CALCULATION_TIMEOUT_SECONDS)"
+        if waited >= 1:
+            message += f", {waited:.0f} s of it waiting for earlier calculations"
+        if household.get("axes"):
+            message += "; try fewer axis points"
+        return message
 
-    def _simulate(self, household: dict, policy: dict | None) -> dict:
-        simulation = self._systems.simulation(household, policy)
-        return fill_household(simulation, household)
+    def _handle_job(self, job: tuple) -> tuple:
+        """In the worker process: run one job."""
+        kind, household, policy = job
+        return calculation.calculate(self._systems, household, policy)
 
-
-def parsing_problems(tree: dict, location: tuple = ("household",)):
-    """Flatten policyengine's nested {path: {...: message}} error."""
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from parsing_problems(value, (*location, key))
-        else:
-            yield problem((*location, key), str(value))
+    def close(self) -> None:
+        self.worker.stop()
 
 
 @lru_cache

@@ -66,6 +66,15 @@ def _as_items(array) -> np.ndarray:
     return array.decode() if hasattr(array, "decode") else array
 
 
+class ModelError(Exception):
+    """The model could not calculate a requested value for this household,
+    at ``location`` (for example, a year it has no parameters for)."""
+
+    def __init__(self, location: tuple, message: str):
+        self.location = location
+        super().__init__(message)
+
+
 def fill_household(simulation, household: dict) -> dict:
     """A copy of ``household`` with every ``null`` replaced by its value.
 
@@ -76,7 +85,12 @@ def fill_household(simulation, household: dict) -> dict:
     result = copy.deepcopy(household)
     has_axes = bool(household.get(AXES))
     for group, member_id, variable, period in requested_values(household):
-        values = _as_items(simulation.calculate(variable, period))
+        try:
+            values = _as_items(simulation.calculate(variable, period))
+        except Exception as error:
+            raise ModelError(
+                ("household", group, member_id, variable, period), str(error)
+            ) from error
         if has_axes:
             position = list(household[group]).index(member_id)
             per_point = values.reshape(-1, len(household[group]))[:, position]

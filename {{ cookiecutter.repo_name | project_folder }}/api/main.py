@@ -1,24 +1,23 @@
 """The HTTP layer: routes, error responses, CORS and request limits.
 
-Calculations are CPU-bound and can take seconds, so they run in a small
-thread pool rather than on the event loop: ``/health`` keeps answering while
-they work.
+Calculations run in a worker process (``api/worker.py``), one at a time;
+this process only reads requests, checks them and answers, so ``/health``
+and cached answers never wait behind the model.
 """
 
 import asyncio
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.engine import PACKAGE_VERSION, get_engine
+from api.engine import PACKAGE_VERSION, CalculationTimeout, get_engine
 from api.models import (
     CalculateRequest,
     CalculateResponse,
@@ -31,9 +30,6 @@ from api.validation import RequestProblem, problem, summarise
 logger = logging.getLogger(__name__)
 settings = get_settings()
 engine = get_engine()
-calculations = ThreadPoolExecutor(
-    max_workers=settings.calculation_workers, thread_name_prefix="calculation"
-)
 
 
 @asynccontextmanager
@@ -42,6 +38,7 @@ async def lifespan(app: FastAPI):
     # ready) at once. On Modal this is already done before the snapshot.
     threading.Thread(target=engine.warm_up, name="warm-up", daemon=True).start()
     yield
+    engine.close()
 
 
 app = FastAPI(
@@ -61,56 +58,83 @@ app.add_middleware(
 ERRORS = {
     400: {
         "model": ErrorResponse,
-        "description": "Unknown variable, parameter or period.",
+        "description": "Unknown variable, parameter or period, or a value the model cannot take.",
+    },
+    408: {
+        "model": ErrorResponse,
+        "description": "Body not received within BODY_TIMEOUT_SECONDS.",
     },
     413: {"model": ErrorResponse, "description": "Request body over MAX_BODY_BYTES."},
-    422: {"model": ErrorResponse, "description": "Request does not match the schema."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Request does not match the schema, or is over a limit.",
+    },
     504: {"model": ErrorResponse, "description": "Calculation over its time limit."},
 }
 
 
-def error(status: int, message: str, errors: list[dict] | None = None) -> JSONResponse:
+def error(
+    status: int, message: str, errors: list[dict] | None = None, headers=None
+) -> JSONResponse:
     body = ErrorResponse(message=message, errors=errors or [])
-    return JSONResponse(status_code=status, content=jsonable_encoder(body))
+    return JSONResponse(
+        status_code=status, content=jsonable_encoder(body), headers=headers
+    )
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyLimits:
+    """Read the whole request body before the app sees it, within limits.
 
-
-class BodySizeLimit:
-    """Refuse bodies over MAX_BODY_BYTES with a 413, before parsing them.
-
-    Checks the declared Content-Length and also counts what actually
-    arrives, so a chunked upload cannot get past the limit either.
+    Over MAX_BODY_BYTES (declared or counted, so a chunked upload cannot
+    pass either) the answer is a 413; a body still arriving after
+    BODY_TIMEOUT_SECONDS gets a 408, so a client that sends a byte a second
+    cannot hold a request open.
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, timeout_seconds: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            return await self.refuse(scope, receive, send)
-        received = 0
-
-        async def counting_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge
-            return message
-
+            return await self.too_large(scope, receive, send)
+        chunks, size = [], 0
         try:
-            await self.app(scope, counting_receive, send)
-        except BodyTooLarge:
-            await self.refuse(scope, receive, send)
+            async with asyncio.timeout(self.timeout_seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":  # the client left
+                        return
+                    chunks.append(message.get("body", b""))
+                    size += len(chunks[-1])
+                    if size > self.max_bytes:
+                        return await self.too_large(scope, receive, send)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            response = error(
+                408,
+                f"request body not received within {self.timeout_seconds:g} s "
+                "(BODY_TIMEOUT_SECONDS)",
+            )
+            return await response(scope, receive, send)
+        body = b"".join(chunks)
+        delivered = False
 
-    async def refuse(self, scope, receive, send):
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def too_large(self, scope, receive, send):
         response = error(
             413,
             f"request body is over the limit of {self.max_bytes} bytes (MAX_BODY_BYTES)",
@@ -118,13 +142,29 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+app.add_middleware(
+    BodyLimits,
+    max_bytes=settings.max_body_bytes,
+    timeout_seconds=settings.body_timeout_seconds,
+)
 
 
 @app.exception_handler(RequestValidationError)
 async def invalid_request(request: Request, exc: RequestValidationError):
-    problems = [problem(tuple(item["loc"]), item["msg"]) for item in exc.errors()]
+    # Locations start where the request body does ("household...", as in
+    # every other error), not with FastAPI's "body".
+    problems = [
+        problem(field_location(item["loc"]), item["msg"]) for item in exc.errors()
+    ]
     return error(422, summarise(problems), problems)
+
+
+def field_location(location: tuple) -> tuple:
+    """Where a field is, from the body's top ("household..."), as in every
+    other error; a JSON syntax error keeps "body" and the character offset."""
+    if location[:1] == ("body",) and len(location) > 1 and isinstance(location[1], str):
+        return tuple(location[1:])
+    return tuple(location)
 
 
 @app.exception_handler(RequestProblem)
@@ -132,9 +172,15 @@ async def request_problem(request: Request, exc: RequestProblem):
     return error(exc.status, str(exc), exc.problems)
 
 
+@app.exception_handler(CalculationTimeout)
+async def calculation_timeout(request: Request, exc: CalculationTimeout):
+    return error(504, str(exc))
+
+
 @app.exception_handler(StarletteHTTPException)
 async def http_error(request: Request, exc: StarletteHTTPException):
-    return error(exc.status_code, str(exc.detail))
+    # Keep the headers: a 405 must say which methods are allowed (Allow).
+    return error(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
 @app.exception_handler(Exception)
@@ -161,19 +207,9 @@ async def health() -> JSONResponse:
 
 
 @app.post("/calculate", response_model=CalculateResponse, responses=ERRORS)
-async def calculate(request: CalculateRequest) -> CalculateResponse:
+async def calculate(request: CalculateRequest) -> Response:
     """Fill every null in the household, under the policy if one is given."""
     # Only what was sent: the answer echoes the request with nulls filled.
     household = request.household.model_dump(exclude_unset=True)
-    job = asyncio.get_running_loop().run_in_executor(
-        calculations, engine.calculate, household, request.policy
-    )
-    try:
-        result = await asyncio.wait_for(job, settings.calculation_timeout_seconds)
-    except TimeoutError:
-        return error(
-            504,
-            f"calculation took over {settings.calculation_timeout_seconds:g} s "
-            "(CALCULATION_TIMEOUT_SECONDS); try fewer axis points",
-        )
-    return CalculateResponse(result=result)
+    answer = await engine.calculate(household, request.policy)
+    return Response(answer, media_type="application/json")

@@ -8,7 +8,15 @@ in ``api/validation.py``.
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+)
 
 from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
@@ -27,10 +35,21 @@ class Axis(BaseModel):
 
     name: str = Field(description="Variable to vary, e.g. employment_income.")
     count: int = Field(ge=1, description="Number of points.")
-    min: float
-    max: float
-    period: str | int | None = Field(default=None, description="e.g. 2025.")
+    min: float = Field(allow_inf_nan=False)
+    max: float = Field(allow_inf_nan=False)
+    period: str | int | None = Field(
+        default=None, description="e.g. 2025. Left out: the model's default period."
+    )
     index: int = Field(default=0, ge=0, description="Which member to vary.")
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def not_null(cls, value):
+        # Only called for a period that was sent: null is refused rather
+        # than read as "left out".
+        if value is None:
+            raise ValueError("give a period such as 2025, or leave period out")
+        return value
 
 
 class Household(BaseModel):
@@ -38,7 +57,7 @@ class Household(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    people: Group
+    people: Group = Field(min_length=1)
 {%- if cookiecutter.country == "us" %}
     tax_units: Group = Field(default_factory=dict)
     families: Group = Field(default_factory=dict)
@@ -57,7 +76,8 @@ class Household(BaseModel):
 
 
 # A parametric reform: {"gov.path.to.parameter": {"2025-01-01.2100-12-31": 3000}}.
-Policy = dict[str, dict[str, bool | int | float]]
+# Strict: "3000" is refused, not read as a number.
+Policy = dict[str, dict[str, StrictBool | StrictInt | StrictFloat]]
 
 
 class CalculateRequest(BaseModel):

@@ -1,31 +1,21 @@
 """Settings, read once from environment variables.
 
-Every tunable of the backend lives here, with its default and the
-environment variable that overrides it, so there is one place to look.
+Every tunable of the backend lives here, with its default. Each field is
+set by the environment variable of the same name in capitals
+(``max_people`` by ``MAX_PEOPLE``); a value that does not parse stops the
+server at startup with a message naming the variable.
 """
 
-import os
-from dataclasses import dataclass, field
+import re
 from functools import lru_cache
+from typing import Annotated
 
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+APP_NAME = "{{ cookiecutter.repo_name }}"
 COUNTRY = "{{ cookiecutter.country }}"
 COUNTRY_PACKAGE = "policyengine-{{ cookiecutter.country }}"
-
-
-def from_env(name: str, default, parse=str):
-    """A dataclass field read from environment variable ``name`` when a
-    Settings is made, or ``default`` when it is not set."""
-
-    def read():
-        raw = os.environ.get(name)
-        return default if raw is None else parse(raw)
-
-    return field(default_factory=read)
-
-
-def comma_list(raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
-
 
 # Browsers on these origins may call the API: local frontends and
 # PolicyEngine's own sites. CORS_ALLOW_ORIGINS replaces the list.
@@ -37,44 +27,76 @@ DEFAULT_ORIGINS = (
     "https://policyengine.org",
     "https://www.policyengine.org",
 )
+# This project's own Vercel deployments (the Vercel project shares the
+# repository's name) in the policy-engine team: production
+# <app>.vercel.app, previews <app>-<9-character id>-policy-engine.vercel.app
+# and branch URLs <app>-git-<branch>-policy-engine.vercel.app.
+DEFAULT_ORIGIN_REGEX = (
+    "https://"
+    + re.escape(APP_NAME)
+    + r"(\.vercel\.app|(-[a-z0-9]{9}|-git-[a-z0-9-]+)-policy-engine\.vercel\.app)"
+)
 
 
-DEFAULT_ORIGIN_REGEX = r"https://[a-z0-9-]+-policy-engine\.vercel\.app"
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
+    # Request limits, checked before a request waits for the calculation
+    # worker. Over one, the answer is a 413 (body size) or 422 (the rest)
+    # whose message names the limit and its variable.
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    # The whole body must arrive within this, or the answer is a 408: a
+    # client sending a byte a second cannot hold a request open.
+    body_timeout_seconds: float = Field(10.0, gt=0)
+    max_people: int = Field(50, gt=0)
+    # Points in one request: the product of the axis counts.
+    max_axis_points: int = Field(2_001, gt=0)
+    max_policy_parameters: int = Field(200, gt=0)
+    # Distinct periods a request names (inputs, outputs, axes). The model
+    # prepares its parameters for each new period, which costs time and
+    # memory, so this bounds both.
+    max_periods: int = Field(5, gt=0)
+    # Values computed for the answer: requested values x people x axis
+    # points. Bounds the simulation's size and the answer's.
+    max_values: int = Field(200_000, gt=0)
 
-@dataclass(frozen=True)
-class Settings:
-    # Reformed tax-benefit systems kept in memory, least recently used first
-    # out. Each costs little (it shares the baseline's unchanged parameters).
-    policy_cache_size: int = from_env("POLICY_CACHE_SIZE", 32, int)
-    # Of those, systems that needed a full build (policies that switch on a
-    # structural reform): each holds a whole parameter tree, about 870 MB.
-    policy_full_build_cache_size: int = from_env("POLICY_FULL_BUILD_CACHE_SIZE", 1, int)
-    # Finished results kept in memory, keyed by the exact request.
-    result_cache_size: int = from_env("RESULT_CACHE_SIZE", 256, int)
-    # Request limits. Over one, the answer is a 413 (body size) or 422 (the
-    # rest) whose message names the limit and its variable.
-    max_body_bytes: int = from_env("MAX_BODY_BYTES", 1_000_000, int)
-    max_people: int = from_env("MAX_PEOPLE", 50, int)
-    max_axis_points: int = from_env("MAX_AXIS_POINTS", 2_001, int)
-    max_policy_parameters: int = from_env("MAX_POLICY_PARAMETERS", 200, int)
-    # A calculation that runs longer than this answers 504; the container's
-    # own Modal timeout is longer, so the client hears why.
-    calculation_timeout_seconds: float = from_env(
-        "CALCULATION_TIMEOUT_SECONDS", 120, float
-    )
-    # Calculations are CPU-bound Python: the GIL runs one at a time, so a
-    # second thread adds no speed, only garbage-collection pauses that
-    # /health then waits behind (measured: 1.9 s under load with two).
-    calculation_workers: int = from_env("CALCULATION_WORKERS", 1, int)
-    cors_allow_origins: tuple[str, ...] = from_env(
-        "CORS_ALLOW_ORIGINS", DEFAULT_ORIGINS, comma_list
-    )
-    # Vercel deployments of the policy-engine team get a new host each time,
-    # so they are allowed by pattern. CORS_ALLOW_ORIGIN_REGEX="" turns it off.
-    cors_allow_origin_regex: str | None = from_env(
-        "CORS_ALLOW_ORIGIN_REGEX", DEFAULT_ORIGIN_REGEX, lambda raw: raw or None
-    )
+    # A request gets this long from arrival to answer, waiting included;
+    # past it the answer is a 504 and the calculation is stopped. Modal's
+    # own timeout (modal_app.py) is longer, so the client hears why.
+    calculation_timeout_seconds: float = Field(120.0, gt=0)
+    # Memory of the whole backend (server and calculation worker). Over
+    # the limit mid-calculation the worker is stopped and the request
+    # answers 422; over the recycle mark after a calculation the worker is
+    # replaced by a fresh copy of the warm server, which returns what it
+    # had cached. modal_app.py sets both from the container's MEMORY_MB
+    # (these defaults are its values for 4096 MB).
+    memory_limit_mb: int = Field(3_686, gt=0)
+    memory_recycle_mb: int = Field(2_785, gt=0)
+
+    # Finished answers kept by exact request, in megabytes of JSON.
+    result_cache_mb: int = Field(64, ge=0)
+    # Reformed tax-benefit systems kept by the calculation worker, least
+    # recently used out first.
+    policy_cache_size: int = Field(32, ge=1)
+    # Of those, systems that needed a full build: each holds a whole
+    # parameter tree, hundreds of megabytes.
+    policy_full_build_cache_size: int = Field(1, ge=1)
+
+    cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ORIGINS
+    # CORS_ALLOW_ORIGIN_REGEX="" turns the pattern off.
+    cors_allow_origin_regex: str | None = DEFAULT_ORIGIN_REGEX
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def comma_separated(cls, value):
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("cors_allow_origin_regex")
+    @classmethod
+    def empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
 
 
 @lru_cache

@@ -6,6 +6,7 @@ policyengine itself rather than against numbers pasted into a test.
 """
 
 import copy
+import os
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +14,14 @@ from fastapi.testclient import TestClient
 from api.engine import get_engine
 from api.household import requested_values
 from api.settings import COUNTRY
+
+# The suite checks answers, not deadlines or memory budgets: this process
+# also holds the reference simulations, and a loaded machine is slow. The
+# limits have tests of their own, with small values (tests/test_worker.py).
+# Settings are read when api.main is first imported, after this.
+os.environ.setdefault("CALCULATION_TIMEOUT_SECONDS", "3600")
+os.environ.setdefault("MEMORY_LIMIT_MB", "1000000")
+os.environ.setdefault("MEMORY_RECYCLE_MB", "1000000")
 
 
 @pytest.fixture(scope="session")

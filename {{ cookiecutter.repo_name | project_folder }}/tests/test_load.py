@@ -76,7 +76,7 @@ def test_concurrent_mixed_requests(server, engine):
             key = repr(body)
             if key not in expected:
                 expected[key] = client.post("/calculate", json=body).json()
-    engine.results.clear()
+    engine.answers.clear()
 
     async def load() -> tuple[list, list]:
         # One client thread (an event loop), so the load generator does not

@@ -9,6 +9,8 @@ import modal
 import pytest
 from fastapi.testclient import TestClient
 
+from api.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,9 +35,21 @@ def test_backend_function_settings(modal_app):
     assert info.memory_mib == modal_app.MEMORY_MB >= 3072
     assert info.cpu == modal_app.CPU_CORES
     assert info.concurrency_info.max_inputs == modal_app.MAX_INPUTS
+    # The function's env= arrives as a secret made from a dict.
     assert sorted(info.secrets) == sorted(
-        f"modal.Secret.from_name({name!r})" for name in modal_app.SECRET_NAMES
+        [f"modal.Secret.from_name({name!r})" for name in modal_app.SECRET_NAMES]
+        + ["Secret.from_dict([MEMORY_LIMIT_MB, MEMORY_RECYCLE_MB])"]
     )
+
+
+def test_memory_limits_follow_the_container_size(modal_app):
+    # The backend stops or replaces its worker before Modal would kill the
+    # container: both marks are under MEMORY_MB, with the limit above the
+    # recycle mark.
+    assert modal_app.MEMORY_RECYCLE_MB < modal_app.MEMORY_LIMIT_MB < modal_app.MEMORY_MB
+    defaults = Settings.model_fields
+    assert defaults["memory_limit_mb"].default == modal_app.MEMORY_LIMIT_MB
+    assert defaults["memory_recycle_mb"].default == modal_app.MEMORY_RECYCLE_MB
 
 
 def test_backend_serves_the_api(modal_app, engine):

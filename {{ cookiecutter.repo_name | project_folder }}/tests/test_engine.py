@@ -1,0 +1,177 @@
+"""The engine's guarantees around the worker: a request is checked before
+it waits, a slow one is stopped at its deadline and the next is served by a
+fresh worker, a greedy one is stopped at the memory limit, and identical
+requests share one calculation.
+
+Slow and greedy calculations are made so on purpose (they never finish, or
+never stop allocating), so no test depends on how fast the machine is.
+"""
+
+import asyncio
+import copy
+import json
+import os
+import threading
+
+import pytest
+
+import api.calculation
+from api.engine import CalculationTimeout, Engine
+from api.examples import EXAMPLE_HOUSEHOLD
+from api.settings import Settings
+from api.validation import RequestProblem
+from api.worker import memory_mb
+from tests.conftest import assert_same_values
+
+STUCK = "stuck-forever"  # a person id that makes the calculation never end
+GREEDY = "greedy-forever"  # ... or allocate memory until stopped
+RELEASE = threading.Event()
+
+
+def household_with(person: str | None = None, earnings: int = 40_000) -> dict:
+    household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
+    first = next(iter(household["people"].values()))
+    first["employment_income"] = {"2025": earnings}
+    if person:
+        household["people"][person] = {"age": {"2025": 30}}
+    return household
+
+
+@pytest.fixture
+def patched_calculation(monkeypatch):
+    """Calculations of a household with a STUCK or GREEDY person misbehave."""
+    real = api.calculation.calculate
+    release = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"release-{os.getpid()}")
+
+    def calculate(systems, household, policy):
+        if STUCK in household["people"]:
+            while not os.path.exists(release):
+                pass
+        if GREEDY in household["people"]:
+            chunks = []
+            while True:
+                chunks.append(b"\x01" * (20 * 1024 * 1024))
+        return real(systems, household, policy)
+
+    monkeypatch.setattr(api.calculation, "calculate", calculate)
+    yield release
+    if os.path.exists(release):
+        os.remove(release)
+
+
+@pytest.fixture
+def make_engine(engine, patched_calculation):
+    """An Engine with its own settings, sharing the session's warm model.
+
+    Its worker is forked from this process, so it runs the patched
+    calculation above.
+    """
+    made = []
+
+    def make(**settings) -> Engine:
+        new = Engine(Settings(**settings))
+        new._systems = engine.systems
+        new._ready.set()
+        made.append(new)
+        return new
+
+    yield make
+    for new in made:
+        new.close()
+
+
+def test_a_request_past_its_deadline_answers_504_and_frees_the_worker(
+    make_engine, reference
+):
+    engine = make_engine(calculation_timeout_seconds=3600)
+
+    async def scenario():
+        await engine.calculate(household_with(), None)  # a worker is running
+        stuck_worker = engine.worker.process
+        # A stuck calculation passes any deadline; a short one keeps it brief.
+        engine.settings = Settings(calculation_timeout_seconds=1)
+        with pytest.raises(CalculationTimeout) as timeout:
+            await engine.calculate(household_with(STUCK), None)
+        # The stuck process was ended, not left running behind the 504.
+        assert not stuck_worker.is_alive()
+        assert "CALCULATION_TIMEOUT_SECONDS" in str(timeout.value)
+        assert "axis" not in str(timeout.value)  # this request has no axes
+        engine.settings = Settings(calculation_timeout_seconds=3600)
+        household = household_with(earnings=41_000)
+        answer = await engine.calculate(household, None)
+        return stuck_worker, household, answer
+
+    stuck_worker, household, answer = asyncio.run(scenario())
+    assert engine.worker.process is not stuck_worker
+    assert_same_values(json.loads(answer)["result"], reference(household))
+
+
+def test_limits_are_checked_before_waiting_for_the_worker(
+    make_engine, patched_calculation
+):
+    engine = make_engine(max_people=3)
+    release = patched_calculation
+
+    async def scenario():
+        busy = asyncio.create_task(engine.calculate(household_with(STUCK), None))
+        while engine.worker.ready or engine.worker.process is None:
+            await asyncio.sleep(0.01)  # until the worker has the stuck job
+        crowd = household_with()
+        for i in range(3):
+            crowd["people"][f"extra_{i}"] = {}
+        with pytest.raises(RequestProblem) as refused:
+            await engine.calculate(crowd, None)
+        still_running = not busy.done()
+        open(release, "w").close()
+        await busy
+        return refused.value, still_running
+
+    refused, still_running = asyncio.run(scenario())
+    assert refused.status == 422 and "MAX_PEOPLE" in str(refused)
+    assert still_running
+
+
+@pytest.mark.skipif(memory_mb(os.getpid()) is None, reason="needs /proc (Linux)")
+def test_a_request_over_the_memory_limit_answers_422(make_engine):
+    engine = make_engine()
+
+    async def scenario():
+        await engine.calculate(household_with(), None)
+        limit = engine.worker.container_memory_mb() + 300
+        engine.worker.memory_limit_mb = limit
+        engine.settings = Settings(memory_limit_mb=int(limit))
+        with pytest.raises(RequestProblem) as refused:
+            await engine.calculate(household_with(GREEDY), None)
+        return refused.value, await engine.calculate(
+            household_with(earnings=42_000), None
+        )
+
+    refused, answer = asyncio.run(scenario())
+    assert refused.status == 422 and "MEMORY_LIMIT_MB" in str(refused)
+    assert b'"status":"ok"' in answer
+
+
+def test_identical_requests_share_one_calculation(make_engine, patched_calculation):
+    engine = make_engine()
+    release = patched_calculation
+    calls = []
+    real_run = engine.worker.run
+
+    def counting_run(job, deadline):
+        calls.append(job)
+        return real_run(job, deadline)
+
+    engine.worker.run = counting_run
+    household = household_with(STUCK)
+
+    async def scenario():
+        first = asyncio.create_task(engine.calculate(household, None))
+        second = asyncio.create_task(engine.calculate(copy.deepcopy(household), None))
+        while not calls:
+            await asyncio.sleep(0.01)
+        open(release, "w").close()
+        return await first, await second, await engine.calculate(household, None)
+
+    first, second, third = asyncio.run(scenario())
+    assert first == second == third
+    assert len(calls) == 1
