@@ -190,6 +190,26 @@ async def unexpected_error(request: Request, exc: Exception):
     return error(500, "internal error; the server log has the details")
 
 
+def openapi_with_nulls() -> dict:
+    """The OpenAPI schema, with the request examples as they are.
+
+    FastAPI leaves every null out of the schema it serves, and in a
+    household a null is how a request asks for a value: without this,
+    "Try it out" in /docs would send examples that ask for nothing.
+    """
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        request = schema["components"]["schemas"]["CalculateRequest"]
+        request["examples"] = CalculateRequest.model_config["json_schema_extra"][
+            "examples"
+        ]
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app.openapi = openapi_with_nulls  # type: ignore[method-assign]
+
+
 @app.get(
     "/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}}
 )

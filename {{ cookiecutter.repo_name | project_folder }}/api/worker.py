@@ -123,6 +123,8 @@ class Worker:
         self.process = None
         self.connection = None
         self.ready = False
+        self.jobs_done = 0  # by the current worker process
+        self.fresh_at_last_job = True
         # One job at a time, even if a caller gives up waiting before the
         # job is done: the pipe carries one conversation.
         self._lock = threading.Lock()
@@ -135,10 +137,23 @@ class Worker:
         """The job's reply; raises a WorkerStopped if it passes ``deadline``
         (time.monotonic), the memory limit, or the worker dies."""
         with self._lock:
-            self.prepare(deadline)
-            self.connection.send(job)
-            self.ready = False
-            return self.wait(deadline)
+            try:
+                return self._run_once(job, deadline)
+            except OutOfMemory:
+                if self.fresh_at_last_job:
+                    raise
+            # What the worker had cached may be what filled it: one more try
+            # in a fresh one, so only a job too big for any worker fails.
+            return self._run_once(job, deadline)
+
+    def _run_once(self, job: tuple, deadline: float) -> tuple:
+        self.prepare(deadline)
+        self.fresh_at_last_job = self.jobs_done == 0
+        self.connection.send(job)
+        self.ready = False
+        reply = self.wait(deadline)
+        self.jobs_done += 1
+        return reply
 
     def prepare(self, deadline: float) -> None:
         """A started, idle worker with room to work."""
@@ -165,6 +180,7 @@ class Worker:
             self.process.start()
         child_end.close()
         self.ready = False
+        self.jobs_done = 0
 
     def restart(self) -> None:
         self.stop()
