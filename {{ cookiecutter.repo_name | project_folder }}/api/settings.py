@@ -78,9 +78,11 @@ class Settings(BaseSettings):
     # Reformed tax-benefit systems kept by the calculation worker, least
     # recently used out first.
     policy_cache_size: int = Field(32, ge=1)
+{%- if cookiecutter.country == "us" %}
     # Of those, systems that needed a full build: each holds a whole
     # parameter tree, hundreds of megabytes.
     policy_full_build_cache_size: int = Field(1, ge=1)
+{%- endif %}
 
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ORIGINS
     # CORS_ALLOW_ORIGIN_REGEX="" turns the pattern off.
