@@ -9,6 +9,7 @@ import asyncio
 import logging
 import threading
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -19,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.engine import PACKAGE_VERSION, CalculationTimeout, get_engine
 from api.models import (
+    CALCULATE_EXAMPLES,
     CalculateRequest,
     CalculateResponse,
     ErrorResponse,
@@ -55,7 +57,7 @@ app.add_middleware(
     allow_headers=["Content-Type"],
 )
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {
         "model": ErrorResponse,
         "description": "Unknown variable, parameter or period, or a value the model cannot take.",
@@ -200,9 +202,7 @@ def openapi_with_nulls() -> dict:
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
         request = schema["components"]["schemas"]["CalculateRequest"]
-        request["examples"] = CalculateRequest.model_config["json_schema_extra"][
-            "examples"
-        ]
+        request["examples"] = CALCULATE_EXAMPLES
         app.openapi_schema = schema
     return app.openapi_schema
 
