@@ -172,10 +172,18 @@ def modal(tmp_path) -> StandIn:
     return StandIn(tmp_path / "modal-bin")
 
 
+# The template's own uv (requirements-dev.txt pins the version the rendered
+# Makefile installs), so the lock check runs without a `make install`.
+UV = Path(sys.executable).with_name("uv")
+
+
 def make(project: Path, *args: str, env: dict | None = None, stand_in: StandIn | None = None):
-    """Run the project's make with a clean environment (plus ``env``)."""
+    """Run the project's make with a clean environment (plus ``env``).
+
+    ``args`` come after ``UV=...``, so a test can point UV elsewhere.
+    """
     clean = {k: v for k, v in os.environ.items() if k not in SHELL_VARIABLES}
-    command = ["make", "--no-print-directory", *args]
+    command = ["make", "--no-print-directory", f"UV={UV}", *args]
     if stand_in is not None:
         command.append(f"MODAL={stand_in.path}")
     result = subprocess.run(
@@ -761,9 +769,85 @@ def test_deploy_refuses_secret_files_in_shipped_code(project_copy, modal):
 def test_rendered_projects_pass_the_local_checks(tmp_path, answers):
     """The secret and app-name checks do not refuse the template's own code."""
     rendered = bake(tmp_path, **answers)
-    for target in ("check-secrets", "check-app"):
+    for target in ("check-secrets", "check-app", "check-lock"):
         result = make(rendered, target)
         assert result.returncode == 0, result.output
+
+
+# --- The lock ------------------------------------------------------------
+
+STALE_EDITS = {
+    "new-dependency": ('"pydantic-settings>=2.6",', '"pydantic-settings>=2.6",\n    "rich>=13",'),
+    "raised-minimum": ('"fastapi[standard]>=0.115"', '"fastapi[standard]>=999"'),
+    "new-dev-tool": ('"ruff>=0.6",', '"ruff>=0.6",\n    "mypy>=1",'),
+    "other-python": ('requires-python = "==3.12.*"', 'requires-python = "==3.13.*"'),
+}
+
+
+@pytest.mark.parametrize(("old", "new"), STALE_EDITS.values(), ids=list(STALE_EDITS))
+def test_deploy_refuses_a_stale_lock(project_copy, modal, backend, old, new):
+    pyproject = project_copy / "pyproject.toml"
+    assert old in pyproject.read_text()
+    pyproject.write_text(pyproject.read_text().replace(old, new))
+    lock = (project_copy / "uv.lock").read_bytes()
+    result = make(project_copy, "deploy", "ENV=staging", *backend.urls(), stand_in=modal)
+
+    assert result.returncode != 0
+    assert "uv.lock does not match pyproject.toml, so nothing was deployed" in result.output
+    assert "make lock (runs uv lock)" in result.output
+    assert "then make test, then commit pyproject.toml and uv.lock" in result.output
+    # Refused before the workspace check, and never relocked.
+    assert modal.calls() == []
+    assert backend.requests == []
+    assert (project_copy / "uv.lock").read_bytes() == lock
+
+
+def test_deploy_refuses_without_a_lock(project_copy, modal):
+    (project_copy / "uv.lock").unlink()
+    result = make(project_copy, "deploy", "ENV=staging", stand_in=modal)
+
+    assert result.returncode != 0
+    assert "uv.lock does not match pyproject.toml" in result.output
+    assert modal.calls() == []
+    assert not (project_copy / "uv.lock").exists()
+
+
+def test_check_lock_passes_a_fresh_render_and_fails_a_stale_one(project_copy):
+    assert "uv.lock matches pyproject.toml" in make(project_copy, "check-lock").output
+
+    (project_copy / "pyproject.toml").write_text(
+        (project_copy / "pyproject.toml").read_text().replace('"pytest>=8"', '"pytest>=99"')
+    )
+    result = make(project_copy, "check-lock")
+    assert result.returncode != 0
+    assert "uv.lock does not match pyproject.toml" in result.output
+
+
+def test_missing_uv_says_make_install(project, modal, tmp_path):
+    result = make(
+        project, "deploy", "ENV=staging", f"UV={tmp_path / 'nowhere' / 'uv'}", stand_in=modal
+    )
+
+    assert result.returncode != 0
+    assert "uv is not installed" in result.output
+    assert "Run: make install" in result.output
+    assert modal.calls() == []
+
+
+def test_lock_check_runs_with_the_local_checks_before_the_workspace(post_gen):
+    deploy = next(
+        line
+        for line in logical_lines(post_gen.makefile("my-app"))
+        if "$(ENV_CHECK); $(APP_CHECK)" in line
+    )
+    order = [
+        deploy.index(f"$({name})")
+        for name in ("ENV_CHECK", "APP_CHECK", "SECRET_CHECK", "LOCK_CHECK", "AUTH_CHECK")
+    ]
+    assert order == sorted(order)
+    # A deploy only checks the lock, it never writes one.
+    assert "lock --check --offline" in post_gen.makefile("my-app")
+    assert "sync --locked" in post_gen.makefile("my-app")
 
 
 # --- health and verify ---------------------------------------------------
@@ -914,6 +998,7 @@ def test_logs_and_apps_run_after_the_gate(project, modal, target, command):
 DOCUMENTED_TARGETS = [
     "help",
     "install",
+    "lock",
     "test",
     "lint",
     "format",
@@ -924,6 +1009,7 @@ DOCUMENTED_TARGETS = [
     "check-auth",
     "check-app",
     "check-secrets",
+    "check-lock",
     "deploy",
     "deploy-staging",
     "deploy-testing",
@@ -1126,6 +1212,8 @@ def test_makefile_gate_variables_are_overrides(post_gen):
         "GATE",
         "APP_CHECK",
         "SECRET_CHECK",
+        "LOCK_CHECK",
+        "UV_CMD",
     ):
         assert re.search(rf"^override {name} :?=", text, re.MULTILINE), name
 
