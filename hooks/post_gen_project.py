@@ -228,7 +228,8 @@ override SECRET_CHECK = \
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: ENV=main|staging|testing (default main), CONFIRM=<app> for stop,"
-	@echo "  VERIFY_WAIT=<seconds> (default 240), MODAL_USE_TOKEN=1 (CI only), VENV, PORT."
+	@echo "  VERIFY_WAIT=<seconds> (default 240), MODAL_USE_TOKEN=1 (CI only), VENV, PORT,"
+	@echo "  UPGRADE=<package> for lock."
 
 install: $(VENV)/.installed ## Install exactly what uv.lock pins (and the dev tools) into .venv
 
@@ -240,8 +241,8 @@ $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
-lock: $(UV_INSTALLED) ## Update uv.lock after editing the dependencies in pyproject.toml
-	$(UV_CMD) lock
+lock: $(UV_INSTALLED) ## Update uv.lock after editing pyproject.toml (UPGRADE=<package> to upgrade one)
+	$(UV_CMD) lock $(if $(UPGRADE),--upgrade-package $(call q,$(UPGRADE)))
 
 test: install ## Run the test suite (offline; no Modal account needed)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

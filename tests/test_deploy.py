@@ -823,6 +823,15 @@ def test_check_lock_passes_a_fresh_render_and_fails_a_stale_one(project_copy):
     assert "uv.lock does not match pyproject.toml" in result.output
 
 
+def test_make_lock_relocks_and_upgrades_only_what_it_is_told(project):
+    plain = make(project, "-n", "lock")
+    one = make(project, "-n", "lock", "UPGRADE=policyengine-us")
+
+    assert plain.returncode == 0 and one.returncode == 0, plain.output + one.output
+    assert re.search(r"uv' lock\s*$", plain.stdout, re.MULTILINE), plain.stdout
+    assert "lock --upgrade-package 'policyengine-us'" in one.stdout
+
+
 def test_missing_uv_says_make_install(project, modal, tmp_path):
     result = make(
         project, "deploy", "ENV=staging", f"UV={tmp_path / 'nowhere' / 'uv'}", stand_in=modal
