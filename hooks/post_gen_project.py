@@ -200,7 +200,7 @@ override LOCK_CHECK = \
     printf 'ERROR: uv is not installed (no %s). Run: make install\n' $(call q,$(UV)) >&2; \
     exit 1; fi; \
   lock_out="$$($(UV_CMD) lock --check --offline 2>&1)" || { \
-    echo 'ERROR: uv.lock does not match pyproject.toml, so nothing was deployed.' >&2; \
+    echo 'ERROR: uv.lock does not match pyproject.toml, so nothing can be deployed until they match.' >&2; \
     printf '%s\n' "$$lock_out" | sed 's/^/  | /' >&2; \
     echo 'The image installs exactly uv.lock. Fix it with: make lock (runs uv lock),' >&2; \
     echo 'then make test, then commit pyproject.toml and uv.lock together.' >&2; \

@@ -793,7 +793,7 @@ def test_deploy_refuses_a_stale_lock(project_copy, modal, backend, old, new):
     result = make(project_copy, "deploy", "ENV=staging", *backend.urls(), stand_in=modal)
 
     assert result.returncode != 0
-    assert "uv.lock does not match pyproject.toml, so nothing was deployed" in result.output
+    assert "uv.lock does not match pyproject.toml, so nothing can be deployed" in result.output
     assert "make lock (runs uv lock)" in result.output
     assert "then make test, then commit pyproject.toml and uv.lock" in result.output
     # Refused before the workspace check, and never relocked.
