@@ -248,9 +248,10 @@ lock: $(UV_INSTALLED) ## Update uv.lock after editing pyproject.toml (UPGRADE=<p
 test: install ## Run the test suite (offline; no Modal account needed)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install ## Check style
+lint: install ## Check style and types
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install ## Fix style
 	$(BIN)/ruff check --fix .

@@ -75,7 +75,8 @@ def shared_venv(country: str, python_version: str) -> Path:
 def run_rendered_suite(
     country: str, python_version: str, output_dir: Path
 ) -> subprocess.CompletedProcess:
-    """Render ``country`` for ``python_version`` and run that project's own `make test`.
+    """Render ``country`` for ``python_version`` and run that project's own
+    `make test` and `make lint` (style and types).
 
     One suite at a time: each has a load test that measures /health latency
     while calculations run, and two suites on two cores would measure each
@@ -83,11 +84,13 @@ def run_rendered_suite(
     """
     project = bake(output_dir, country=country, python_version=python_version)
     venv = shared_venv(country, python_version)
-    return subprocess.run(
-        ["make", "test", f"VENV={venv}", "PYTEST_ARGS=-q -p no:cacheprovider"],
+    result = subprocess.run(
+        ["make", "test", "lint", f"VENV={venv}", "PYTEST_ARGS=-q -p no:cacheprovider"],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         timeout=1500,
     )
+    result.project = project
+    return result

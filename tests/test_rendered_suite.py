@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bake, run_rendered_suite
+from tests.conftest import bake, run_rendered_suite, shared_venv
 
 # The template's uv, the version the rendered Makefile installs.
 UV = Path(sys.executable).with_name("uv")
@@ -31,6 +31,24 @@ def test_rendered_project_passes_its_own_tests(tmp_path, country, python_version
     assert "uv-" in result.stdout and "sync --locked" in result.stdout, result.stdout[:3000]
     summary = re.search(r"(\d+) passed", result.stdout)
     assert summary and int(summary.group(1)) >= 10, result.stdout[-3000:]
+    assert "Success: no issues found" in result.stdout  # mypy, from make lint
+
+    # The pre-commit hooks pass on a fresh project, as a new engineer commits it.
+    project = result.project
+    (project / ".venv").symlink_to(shared_venv(country, python_version))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    # The link stands where `make install` would put .venv (a folder, ignored).
+    (project / ".git/info/exclude").write_text(".venv\n")
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    hooks = subprocess.run(
+        [project / ".venv/bin/pre-commit", "run", "--all-files"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert hooks.returncode == 0, hooks.stdout + hooks.stderr
 
 
 @pytest.mark.parametrize(("country", "python_version"), [("us", "3.13"), ("uk", "3.12")])
