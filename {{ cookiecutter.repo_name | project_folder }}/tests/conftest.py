@@ -6,6 +6,7 @@ policyengine itself rather than against numbers pasted into a test.
 """
 
 import copy
+import os
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +14,14 @@ from fastapi.testclient import TestClient
 from api.engine import get_engine
 from api.household import requested_values
 from api.settings import COUNTRY
+
+
+def pytest_configure(config):
+    # No time limit on a calculation in tests: on a busy machine one is
+    # slow, not wrong, and the 504 it would get would fail tests that check
+    # something else. Set before the settings are first read (they are read
+    # once, when the test modules import the app).
+    os.environ.setdefault("CALCULATION_TIMEOUT_SECONDS", str(24 * 3600))
 
 
 @pytest.fixture(scope="session")
