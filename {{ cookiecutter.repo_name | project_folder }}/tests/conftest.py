@@ -19,7 +19,7 @@ from api.settings import COUNTRY
 # also holds the reference simulations, and a loaded machine is slow. The
 # limits have tests of their own, with small values (tests/test_worker.py).
 # Settings are read when api.main is first imported, after this.
-os.environ.setdefault("CALCULATION_TIMEOUT_SECONDS", "3600")
+os.environ.setdefault("CALCULATION_TIMEOUT_SECONDS", str(24 * 3600))
 os.environ.setdefault("MEMORY_LIMIT_MB", "1000000")
 os.environ.setdefault("MEMORY_RECYCLE_MB", "1000000")
 

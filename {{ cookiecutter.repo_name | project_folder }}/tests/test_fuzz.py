@@ -3,7 +3,8 @@
 Schemathesis generates requests that match the schema (and some that do
 not). Every answer must be a 2xx or a 4xx JSON error naming the problem.
 FUZZ_EXAMPLES sets the number of examples per operation; `make fuzz` runs
-a longer session.
+a longer session. Nothing is timed: schemathesis would otherwise give each
+request 10 s, which a first-seen policy on a busy machine can take.
 """
 
 import os
@@ -25,10 +26,9 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     derandomize=True,
 )
 def test_no_input_causes_a_server_error(case, engine):
-    # Schemathesis gives up after 10 s by default, which a calculation with a
-    # policy can take on a busy machine. The app answers 504 on its own after
-    # CALCULATION_TIMEOUT_SECONDS (120 s by default), so wait longer than that.
-    response = case.call(timeout=300)
+    # Schemathesis gives up after 10 s by default, which a calculation can
+    # take on a busy machine; the app's own deadline decides instead.
+    response = case.call(timeout=None)
 
     assert response.status_code < 500, response.text
     if response.status_code >= 400:

@@ -4,7 +4,10 @@ One uvicorn server on a free loopback port receives LOAD_REQUESTS (default
 50) requests at once: plain households, two different policies and sweeps.
 Each answer must equal the one the same request gets alone, which also
 shows that requests do not leak into one another, and /health must keep
-answering within a second while the calculations run.
+answering while the calculations run: no /health answer may wait for a
+whole calculation. That is checked by the order in which answers arrive,
+not by a clock, so a slow or busy machine cannot fail it (a calculation
+then takes longer, and so does the wait it would take to sit behind one).
 """
 
 import asyncio
@@ -58,10 +61,9 @@ def server(engine):
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
+    while not server.started:
+        assert thread.is_alive(), "the server stopped before it started"
         time.sleep(0.05)
-    assert server.started
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
@@ -69,7 +71,8 @@ def server(engine):
 
 def test_concurrent_mixed_requests(server, engine):
     bodies = [request_body(i) for i in range(REQUESTS)]
-    with httpx.Client(base_url=server, timeout=300) as client:
+    # No client timeouts: on a busy machine requests are slow, not wrong.
+    with httpx.Client(base_url=server, timeout=None) as client:
         # What each distinct request gets when it is alone.
         expected = {}
         for body in bodies:
@@ -81,35 +84,51 @@ def test_concurrent_mixed_requests(server, engine):
     async def load() -> tuple[list, list]:
         # One client thread (an event loop), so the load generator does not
         # compete with the server for the GIL more than real clients would.
-        async with httpx.AsyncClient(base_url=server, timeout=300) as client:
+        async with httpx.AsyncClient(base_url=server, timeout=None) as client:
             done = asyncio.Event()
-            latencies = []
+            # Distinct requests answered so far, in order of arrival.
+            answered: list[str] = []
+            # Per /health call: which of those had been answered when it was
+            # sent and when it came back, its latency and status.
+            health = []
+
+            async def calculate(body):
+                response = await client.post("/calculate", json=body)
+                if repr(body) not in answered:
+                    answered.append(repr(body))
+                return response
 
             async def watch_health():
                 while not done.is_set():
-                    start = time.monotonic()
+                    sent, start = len(answered), time.monotonic()
                     status = (await client.get("/health")).status_code
-                    latencies.append((time.monotonic() - start, status))
+                    health.append(
+                        (sent, len(answered), time.monotonic() - start, status)
+                    )
                     await asyncio.sleep(0.1)
 
             watcher = asyncio.create_task(watch_health())
-            responses = await asyncio.gather(
-                *(client.post("/calculate", json=body) for body in bodies)
-            )
+            responses = await asyncio.gather(*(calculate(body) for body in bodies))
             done.set()
             await watcher
-            return responses, latencies
+            return responses, health
 
-    responses, health_latencies = asyncio.run(load())
+    responses, health = asyncio.run(load())
 
     assert [r.status_code for r in responses] == [200] * REQUESTS
     for body, response in zip(bodies, responses, strict=True):
         assert response.json() == expected[repr(body)]
-    assert health_latencies, "health was never checked"
-    assert all(status == 200 for _, status in health_latencies)
-    slowest = max(latency for latency, _ in health_latencies)
+    assert all(status == 200 for *_, status in health)
+    distinct = len(expected)
+    during_load = [(sent, back) for sent, back, *_ in health if sent < distinct]
+    # Not vacuous: /health was asked several times while work was queued.
+    assert len(during_load) >= 3, health
+    # A /health call queued behind the calculations would come back only
+    # after the one running when it was sent and at least the next had been
+    # answered: at most one may be answered while it waits.
+    assert all(back - sent <= 1 for sent, back in during_load), health
+    slowest = max(latency for *_, latency, _ in health)
     print(
-        f"\n{REQUESTS} requests; /health asked {len(health_latencies)} times, "
-        f"slowest {slowest:.3f} s"
+        f"\n{REQUESTS} requests ({distinct} distinct); /health asked "
+        f"{len(health)} times, slowest {slowest:.3f} s"
     )
-    assert slowest < 1.0
