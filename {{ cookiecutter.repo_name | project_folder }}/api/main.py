@@ -220,9 +220,11 @@ class AccessLog:
             **fields,
             "model": MODEL_VERSION,
         }
+        # ERROR only for what needs a fix here: a bug (500). A refused
+        # request, a /health "starting" (503) or a timeout (504) is WARNING.
         if status is None:
             level, outcome = logging.WARNING, "client left before the answer"
-        elif status >= 500:
+        elif status >= 500 and status not in (503, 504):
             level, outcome = logging.ERROR, status
         elif status >= 400:
             level, outcome = logging.WARNING, status
