@@ -10,6 +10,7 @@ import copy
 import gc
 import importlib
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -20,6 +21,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# A log line per request would bury the report; warnings still show.
+os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY  # noqa: E402
 from api.household import fill_household  # noqa: E402
