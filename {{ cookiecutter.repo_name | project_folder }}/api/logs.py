@@ -1,10 +1,11 @@
 """Logs and traces: where they go and what they look like.
 
-Every log record of the backend (this package, policyengine, uvicorn's
-error logger excepted) is written to stdout as one JSON object per line.
-Modal keeps a container's stdout as the app's logs (`make logs`), and
-`make dev` shows the same lines. The calculation worker is a fork of the
-server and shares its stdout, so its records arrive the same way.
+Every log record that reaches the root logger (this package's, and those
+of libraries such as policyengine) is written to stdout as one JSON object
+per line. Modal keeps a container's stdout as the app's logs (`make logs`),
+and `make dev` shows the same lines (uvicorn's own startup lines stay plain
+text on stderr). The calculation worker is a fork of the server and shares
+its stdout, so its records arrive the same way.
 
 When the ``LOGFIRE_TOKEN`` environment variable is set (the
 ``policyengine-logfire`` Modal secret), requests, the engine's stages and

@@ -301,6 +301,8 @@ def traced(monkeypatch):
 def test_with_a_token_requests_and_engine_stages_are_traced(traced, connections):
     app, exporter = traced
     household = household_earning(54_321.5)
+    # As in production, the worker is forked after Logfire is set up.
+    api.main.engine.worker.stop()
 
     response = TestClient(app).post("/calculate", json={"household": household})
 
