@@ -83,8 +83,10 @@ MAKEFILE = r"""# Make targets for __APP__. Run `make` to list them.
 #     them with MODAL_USE_TOKEN=1 (and then both must be set);
 #   - `modal token info` must show `Workspace: __WORKSPACE__`, exactly.
 # `make deploy` also checks that modal_app.py names the app after this
-# repository and that no secret is written into the code, then deploys with
-# `modal deploy` and verifies the live URLs; it fails if they do not answer.
+# repository, that no secret is written into the code and that uv.lock
+# matches pyproject.toml (the image installs uv.lock, so a stale lock would
+# ship untested versions), then deploys with `modal deploy` and verifies the
+# live URLs; it fails if they do not answer.
 # There is no target that runs `modal run`, and `make serve` refuses main.
 
 # The gate's settings cannot be changed from the command line.
@@ -97,7 +99,16 @@ ENV ?= main
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-UV ?= $(BIN)/uv
+# uv installs exactly what uv.lock pins. This version of it (the same as
+# UV_VERSION in modal_app.py, which builds the image) is installed into a
+# small venv of its own, so no uv on PATH is needed.
+UV_VERSION := 0.13.9
+TOOLS ?= .tools/uv-$(UV_VERSION)
+UV ?= $(TOOLS)/bin/uv
+# Install uv first only when it is this one (UV=uv uses the one on PATH).
+override UV_INSTALLED = $(filter $(TOOLS)/bin/uv,$(UV))
+# uv's commands work on VENV instead of the project's default .venv.
+override UV_CMD = UV_PROJECT_ENVIRONMENT=$(call q,$(abspath $(VENV))) $(call q,$(UV))
 # Tests point MODAL at a stand-in; everyone else gets the venv's CLI.
 MODAL ?= $(BIN)/modal
 HOST ?= 127.0.0.1
@@ -183,6 +194,19 @@ override APP_CHECK = \
     printf '  found: %s\n' "$$(grep -E '^APP_NAME|modal\.App\(' modal_app.py | tr '\n' ' ')" >&2; \
     exit 1; fi
 
+# The image installs uv.lock as it is, so it must match pyproject.toml; a
+# deploy never relocks (that would pick versions no test has run against).
+override LOCK_CHECK = \
+  if ! command -v $(call q,$(UV)) >/dev/null 2>&1; then \
+    printf 'ERROR: uv is not installed (no %s). Run: make install\n' $(call q,$(UV)) >&2; \
+    exit 1; fi; \
+  lock_out="$$($(UV_CMD) lock --check --offline 2>&1)" || { \
+    echo 'ERROR: uv.lock does not match pyproject.toml, so nothing can be deployed until they match.' >&2; \
+    printf '%s\n' "$$lock_out" | sed 's/^/  | /' >&2; \
+    echo 'The image installs exactly uv.lock. Fix it with: make lock (runs uv lock),' >&2; \
+    echo 'then make test, then commit pyproject.toml and uv.lock together.' >&2; \
+    exit 1; }
+
 # Secrets belong in Modal Secrets, never in the code shipped to the image.
 override SECRET_TOKENS := (sk-ant-|sk-proj-|gh[pousr]_[A-Za-z0-9]{20}|github_pat_|xox[abpr]-|AKIA[0-9A-Z]{16}|hf_[A-Za-z0-9]{20}|(^|[^A-Za-z0-9])a[ks]-[A-Za-z0-9]{16}|-----BEGIN [A-Z ]*PRIVATE KEY)
 override SECRET_ASSIGNMENTS := (api_?key|secret|token|passw(or)?d)[a-z0-9_]*["']?[[:space:]]*[:=][[:space:]]*[rbf]?["'][^"'[:space:]]{12}
@@ -198,29 +222,36 @@ override SECRET_CHECK = \
     exit 1; fi
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format dev bench fuzz check-env check-auth check-app \
-	check-secrets deploy deploy-staging deploy-testing url health verify serve logs \
+.PHONY: help install lock test lint format dev bench fuzz check-env check-auth check-app \
+	check-secrets check-lock deploy deploy-staging deploy-testing url health verify serve logs \
 	apps stop vercel-env
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: ENV=main|staging|testing (default main), CONFIRM=<app> for stop,"
-	@echo "  VERIFY_WAIT=<seconds> (default 240), MODAL_USE_TOKEN=1 (CI only), VENV, PORT."
+	@echo "  VERIFY_WAIT=<seconds> (default 240), MODAL_USE_TOKEN=1 (CI only), VENV, PORT,"
+	@echo "  UPGRADE=<package> for lock."
 
-install: $(VENV)/.installed ## Create the virtual environment and install dependencies
+install: $(VENV)/.installed ## Install exactly what uv.lock pins (and the dev tools) into .venv
 
-$(VENV)/.installed: pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@test -x $(UV) || $(BIN)/python -m pip install --quiet uv
-	VIRTUAL_ENV=$(abspath $(VENV)) $(UV) pip install --quiet -r pyproject.toml --extra dev
+$(VENV)/.installed: pyproject.toml uv.lock .python-version $(UV_INSTALLED)
+	$(UV_CMD) sync --locked
 	@touch $@
+
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+lock: $(UV_INSTALLED) ## Update uv.lock after editing pyproject.toml (UPGRADE=<package> to upgrade one)
+	$(UV_CMD) lock $(if $(UPGRADE),--upgrade-package $(call q,$(UPGRADE)))
 
 test: install ## Run the test suite (offline; no Modal account needed)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install ## Check style
+lint: install ## Check style and types
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install ## Fix style
 	$(BIN)/ruff check --fix .
@@ -247,8 +278,11 @@ check-app: ## Check that modal_app.py names the app after the repository
 check-secrets: ## Check that no secret is written into the shipped code
 	@$(SECRET_CHECK); echo 'No secrets found in modal_app.py or api/.'
 
+check-lock: ## Check that uv.lock matches pyproject.toml
+	@$(LOCK_CHECK); echo 'uv.lock matches pyproject.toml.'
+
 deploy: ## Deploy to ENV (main, staging or testing) after the checks, then verify it
-	@$(ENV_CHECK); $(APP_CHECK); $(SECRET_CHECK); $(AUTH_CHECK); \
+	@$(ENV_CHECK); $(APP_CHECK); $(SECRET_CHECK); $(LOCK_CHECK); $(AUTH_CHECK); \
 	echo 'Deploying $(APP) to the $(WORKSPACE) workspace, environment $(ENV_NAME):'; \
 	echo '+ modal deploy modal_app.py --env $(ENV_NAME)'; \
 	$(MODAL_CMD) deploy modal_app.py --env $(ENV_NAME) \

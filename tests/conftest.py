@@ -2,8 +2,9 @@
 
 Rendering is cheap; installing and importing a country model is not
 (policyengine-us: about a minute to install, 25 s to import). So each
-country gets one virtual environment under .cache/, made by the rendered
-project's own `make install` and reused by every test and every run.
+country and Python version gets one virtual environment under .cache/, made
+by the rendered project's own `make install` (exactly its uv.lock) and
+reused by every test and every run.
 """
 
 import importlib.util
@@ -67,23 +68,29 @@ def run(command: list[str], cwd: Path, env: dict | None = None, timeout: float =
     )
 
 
-def shared_venv(country: str) -> Path:
-    return CACHE / f"venv-{country}"
+def shared_venv(country: str, python_version: str) -> Path:
+    return CACHE / f"venv-{country}-py{python_version}"
 
 
-def run_rendered_suite(country: str, output_dir: Path) -> subprocess.CompletedProcess:
-    """Render ``country`` and run that project's own `make test`.
+def run_rendered_suite(
+    country: str, python_version: str, output_dir: Path
+) -> subprocess.CompletedProcess:
+    """Render ``country`` for ``python_version`` and run that project's own
+    `make test` and `make lint` (style and types).
 
     One suite at a time: each has a load test that measures /health latency
     while calculations run, and two suites on two cores would measure each
     other.
     """
-    project = bake(output_dir, country=country)
-    return subprocess.run(
-        ["make", "test", f"VENV={shared_venv(country)}", "PYTEST_ARGS=-q -p no:cacheprovider"],
+    project = bake(output_dir, country=country, python_version=python_version)
+    venv = shared_venv(country, python_version)
+    result = subprocess.run(
+        ["make", "test", "lint", f"VENV={venv}", "PYTEST_ARGS=-q -p no:cacheprovider"],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         timeout=1500,
     )
+    result.project = project
+    return result

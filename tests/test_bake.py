@@ -76,6 +76,8 @@ def test_expected_files_exist(project):
         "api/validation.py",
         "tests/conftest.py",
         "pyproject.toml",
+        "uv.lock",
+        ".python-version",
         "README.md",
         ".gitignore",
         "Makefile",
@@ -85,6 +87,7 @@ def test_expected_files_exist(project):
         ".github/workflows/test.yml",
         ".github/workflows/deploy.yml",
         ".github/workflows/health.yml",
+        ".github/dependabot.yml",
     ]:
         assert (root / name).is_file(), name
 
@@ -97,10 +100,33 @@ def test_data_files_parse(project):
         dep.startswith(f"policyengine-{answers['country']}>=")
         for dep in pyproject["project"]["dependencies"]
     )
+    assert pyproject["project"]["requires-python"] == f"=={answers['python_version']}.*"
+    assert "pydantic-settings>=2.6" in pyproject["project"]["dependencies"]
+    assert "optional-dependencies" not in pyproject["project"]
+    assert any(dep.startswith("pytest") for dep in pyproject["dependency-groups"]["dev"])
+    assert (root / ".python-version").read_text() == f"{answers['python_version']}\n"
     record = json.loads((root / ".cruft.json").read_text())
     assert record["context"]["cookiecutter"]["country"] == answers["country"]
     for workflow in (root / ".github/workflows").glob("*.yml"):
         assert isinstance(yaml.safe_load(workflow.read_text()), dict), workflow
+
+
+def test_lock_is_the_one_for_these_answers(project):
+    root, answers = project
+    lock = tomllib.loads((root / "uv.lock").read_text())
+    names = [package["name"] for package in lock["package"]]
+
+    assert lock["requires-python"] == f"=={answers['python_version']}.*"
+    assert root.name in names
+    assert f"policyengine-{answers['country']}" in names
+    other = {"us": "uk", "uk": "us"}[answers["country"]]
+    assert f"policyengine-{other}" not in names
+    # uv itself agrees that the lock matches the rendered pyproject.toml.
+    uv = Path(sys.executable).with_name("uv")
+    check = subprocess.run(
+        [uv, "lock", "--check", "--offline"], cwd=root, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
 
 
 def test_python_compiles(project):

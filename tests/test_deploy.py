@@ -172,10 +172,18 @@ def modal(tmp_path) -> StandIn:
     return StandIn(tmp_path / "modal-bin")
 
 
+# The template's own uv (requirements-dev.txt pins the version the rendered
+# Makefile installs), so the lock check runs without a `make install`.
+UV = Path(sys.executable).with_name("uv")
+
+
 def make(project: Path, *args: str, env: dict | None = None, stand_in: StandIn | None = None):
-    """Run the project's make with a clean environment (plus ``env``)."""
+    """Run the project's make with a clean environment (plus ``env``).
+
+    ``args`` come after ``UV=...``, so a test can point UV elsewhere.
+    """
     clean = {k: v for k, v in os.environ.items() if k not in SHELL_VARIABLES}
-    command = ["make", "--no-print-directory", *args]
+    command = ["make", "--no-print-directory", f"UV={UV}", *args]
     if stand_in is not None:
         command.append(f"MODAL={stand_in.path}")
     result = subprocess.run(
@@ -763,9 +771,94 @@ def test_deploy_refuses_secret_files_in_shipped_code(project_copy, modal):
 def test_rendered_projects_pass_the_local_checks(tmp_path, answers):
     """The secret and app-name checks do not refuse the template's own code."""
     rendered = bake(tmp_path, **answers)
-    for target in ("check-secrets", "check-app"):
+    for target in ("check-secrets", "check-app", "check-lock"):
         result = make(rendered, target)
         assert result.returncode == 0, result.output
+
+
+# --- The lock ------------------------------------------------------------
+
+STALE_EDITS = {
+    "new-dependency": ('"pydantic-settings>=2.6",', '"pydantic-settings>=2.6",\n    "rich>=13",'),
+    "raised-minimum": ('"fastapi[standard]>=0.115"', '"fastapi[standard]>=999"'),
+    "new-dev-tool": ('"ruff>=0.6",', '"ruff>=0.6",\n    "mypy>=1",'),
+    "other-python": ('requires-python = "==3.12.*"', 'requires-python = "==3.13.*"'),
+}
+
+
+@pytest.mark.parametrize(("old", "new"), STALE_EDITS.values(), ids=list(STALE_EDITS))
+def test_deploy_refuses_a_stale_lock(project_copy, modal, backend, old, new):
+    pyproject = project_copy / "pyproject.toml"
+    assert old in pyproject.read_text()
+    pyproject.write_text(pyproject.read_text().replace(old, new))
+    lock = (project_copy / "uv.lock").read_bytes()
+    result = make(project_copy, "deploy", "ENV=staging", *backend.urls(), stand_in=modal)
+
+    assert result.returncode != 0
+    assert "uv.lock does not match pyproject.toml, so nothing can be deployed" in result.output
+    assert "make lock (runs uv lock)" in result.output
+    assert "then make test, then commit pyproject.toml and uv.lock" in result.output
+    # Refused before the workspace check, and never relocked.
+    assert modal.calls() == []
+    assert backend.requests == []
+    assert (project_copy / "uv.lock").read_bytes() == lock
+
+
+def test_deploy_refuses_without_a_lock(project_copy, modal):
+    (project_copy / "uv.lock").unlink()
+    result = make(project_copy, "deploy", "ENV=staging", stand_in=modal)
+
+    assert result.returncode != 0
+    assert "uv.lock does not match pyproject.toml" in result.output
+    assert modal.calls() == []
+    assert not (project_copy / "uv.lock").exists()
+
+
+def test_check_lock_passes_a_fresh_render_and_fails_a_stale_one(project_copy):
+    assert "uv.lock matches pyproject.toml" in make(project_copy, "check-lock").output
+
+    (project_copy / "pyproject.toml").write_text(
+        (project_copy / "pyproject.toml").read_text().replace('"pytest>=8"', '"pytest>=99"')
+    )
+    result = make(project_copy, "check-lock")
+    assert result.returncode != 0
+    assert "uv.lock does not match pyproject.toml" in result.output
+
+
+def test_make_lock_relocks_and_upgrades_only_what_it_is_told(project):
+    plain = make(project, "-n", "lock")
+    one = make(project, "-n", "lock", "UPGRADE=policyengine-us")
+
+    assert plain.returncode == 0 and one.returncode == 0, plain.output + one.output
+    assert re.search(r"uv' lock\s*$", plain.stdout, re.MULTILINE), plain.stdout
+    assert "lock --upgrade-package 'policyengine-us'" in one.stdout
+
+
+def test_missing_uv_says_make_install(project, modal, tmp_path):
+    result = make(
+        project, "deploy", "ENV=staging", f"UV={tmp_path / 'nowhere' / 'uv'}", stand_in=modal
+    )
+
+    assert result.returncode != 0
+    assert "uv is not installed" in result.output
+    assert "Run: make install" in result.output
+    assert modal.calls() == []
+
+
+def test_lock_check_runs_with_the_local_checks_before_the_workspace(post_gen):
+    deploy = next(
+        line
+        for line in logical_lines(post_gen.makefile("my-app"))
+        if "$(ENV_CHECK); $(APP_CHECK)" in line
+    )
+    order = [
+        deploy.index(f"$({name})")
+        for name in ("ENV_CHECK", "APP_CHECK", "SECRET_CHECK", "LOCK_CHECK", "AUTH_CHECK")
+    ]
+    assert order == sorted(order)
+    # A deploy only checks the lock, it never writes one.
+    assert "lock --check --offline" in post_gen.makefile("my-app")
+    assert "sync --locked" in post_gen.makefile("my-app")
 
 
 # --- health and verify ---------------------------------------------------
@@ -984,6 +1077,7 @@ def test_logs_and_apps_run_after_the_gate(project, modal, target, command):
 DOCUMENTED_TARGETS = [
     "help",
     "install",
+    "lock",
     "test",
     "lint",
     "format",
@@ -994,6 +1088,7 @@ DOCUMENTED_TARGETS = [
     "check-auth",
     "check-app",
     "check-secrets",
+    "check-lock",
     "deploy",
     "deploy-staging",
     "deploy-testing",
@@ -1060,19 +1155,67 @@ def runs(workflow: dict) -> str:
     return "\n".join(step.get("run", "") for step in steps(workflow))
 
 
-@pytest.mark.parametrize("name", ["test.yml", "deploy.yml", "health.yml"])
-def test_workflows_parse_and_pin_their_actions(name):
-    workflow = load_workflow(name)
+TEMPLATE_ROOT = Path(__file__).parents[1]
+# The rendered project's workflows, then the template's own.
+ALL_WORKFLOWS = sorted((TEMPLATE_ROOT / WORKFLOWS).glob("*.yml")) + sorted(
+    (TEMPLATE_ROOT / ".github" / "workflows").glob("*.yml")
+)
+# A third-party action pinned by full commit SHA, its tag in a comment.
+SHA_PIN = re.compile(r"^\s*(- )?uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # (v\d+(\.\d+)*)$")
+
+
+RENDERED_DEPLOY = TEMPLATE_ROOT / WORKFLOWS / "deploy.yml"
+
+
+def workflow_id(path: Path) -> str:
+    return str(path.relative_to(TEMPLATE_ROOT)).replace(WORKFLOWS, "rendered")
+
+
+@pytest.mark.parametrize("path", ALL_WORKFLOWS, ids=workflow_id)
+def test_workflows_parse_and_pin_their_actions_by_sha(path):
+    workflow = yaml.safe_load(path.read_text())
 
     assert workflow["name"] and workflow["jobs"]
-    assert workflow["permissions"]["contents"] == "read"
-    uses = [step["uses"] for step in steps(workflow) if "uses" in step]
-    uses += [job["uses"] for job in workflow["jobs"].values() if "uses" in job]
-    assert uses
-    for action in uses:
-        if action.startswith("./"):
-            continue
-        assert re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", action), action
+    uses_lines = [
+        line for line in path.read_text().splitlines() if re.match(r"^\s*(- )?uses:", line)
+    ]
+    assert uses_lines
+    for line in uses_lines:
+        if line.split("uses:")[1].strip().startswith("./"):
+            continue  # this repository's own reusable workflow
+        assert SHA_PIN.match(line), f"{path.name}: {line.strip()} is not pinned by SHA with its tag"
+
+
+def test_each_action_has_one_pin_everywhere():
+    pins: dict[str, set[tuple[str, str]]] = {}
+    for path in ALL_WORKFLOWS:
+        for line in path.read_text().splitlines():
+            if match := SHA_PIN.match(line):
+                pins.setdefault(match.group(2), set()).add((match.group(3), match.group(4)))
+    assert {"actions/checkout", "actions/setup-python"} <= set(pins)
+    assert all(len(found) == 1 for found in pins.values()), pins
+
+
+@pytest.mark.parametrize("path", ALL_WORKFLOWS, ids=workflow_id)
+def test_workflows_have_least_permissions_and_keep_no_credentials(path):
+    workflow = yaml.safe_load(path.read_text())
+
+    # Read-only by default; a job that must write says so itself.
+    assert workflow["permissions"] == {"contents": "read"}
+    for job in workflow["jobs"].values():
+        assert set(job.get("permissions", {}).values()) <= {"read", "write"}
+    checkouts = [s for s in steps(workflow) if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkouts
+    for checkout in checkouts:
+        assert checkout["with"]["persist-credentials"] is False
+
+
+@pytest.mark.parametrize("name", ["test.yml", "deploy.yml", "health.yml"])
+def test_rendered_workflows_read_the_python_version_file(name):
+    setups = [s for s in steps(load_workflow(name)) if "setup-python" in s.get("uses", "")]
+
+    assert setups
+    assert all(s["with"] == {"python-version-file": ".python-version"} for s in setups)
 
 
 def test_workflows_are_copied_as_they_are(project):
@@ -1108,26 +1251,82 @@ def test_deploy_workflow_deploys_and_checks_health():
     assert "main" in job["env"]["ENV"]
 
 
-def test_deploy_workflow_uses_the_token_on_purpose():
-    job = load_workflow("deploy.yml")["jobs"]["deploy"]
+TOKEN_VARIABLES = {"MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_USE_TOKEN"}
 
-    assert job["env"]["MODAL_USE_TOKEN"] == "1"
-    assert job["env"]["MODAL_TOKEN_ID"] == "${{ secrets.MODAL_TOKEN_ID }}"
-    assert job["env"]["MODAL_TOKEN_SECRET"] == "${{ secrets.MODAL_TOKEN_SECRET }}"
-    # The dispatch input reaches the shell as a variable, never pasted into it.
-    assert all("inputs." not in step.get("run", "") for step in job["steps"])
-    assert not re.search(r"modal (deploy|run|serve)", runs(load_workflow("deploy.yml")))
+
+def test_deploy_workflow_uses_the_token_on_purpose():
+    workflow = load_workflow("deploy.yml")
+    job = workflow["jobs"]["deploy"]
+
+    # Only the gate and the deploy see the token: never the workflow or the
+    # job, so `make install` (which runs packages' code) cannot read it.
+    assert not TOKEN_VARIABLES & set(workflow.get("env", {}))
+    assert not TOKEN_VARIABLES & set(job.get("env", {}))
+    with_token = [step for step in job["steps"] if TOKEN_VARIABLES & set(step.get("env", {}))]
+    assert [step["run"] for step in with_token] == [
+        'make check-auth ENV="$ENV"',
+        'make deploy ENV="$ENV"',
+    ]
+    for step in with_token:
+        assert step["env"] == {
+            "MODAL_TOKEN_ID": "${{ secrets.MODAL_TOKEN_ID }}",
+            "MODAL_TOKEN_SECRET": "${{ secrets.MODAL_TOKEN_SECRET }}",
+            "MODAL_USE_TOKEN": "1",
+        }
+    # No other workflow, rendered or the template's, touches Modal tokens.
+    for path in ALL_WORKFLOWS:
+        if path != RENDERED_DEPLOY:
+            assert "MODAL_TOKEN" not in path.read_text(), path
 
 
 def test_health_workflow_runs_on_a_schedule_and_opens_an_issue():
     workflow = load_workflow("health.yml")
 
     assert triggers(workflow)["schedule"][0]["cron"]
-    assert workflow["permissions"]["issues"] == "write"
+    assert workflow["jobs"]["health"]["permissions"]["issues"] == "write"
     job_steps = workflow["jobs"]["health"]["steps"]
     check = next(i for i, s in enumerate(job_steps) if s.get("run") == "make health ENV=main")
     opener = next(s for s in job_steps[check:] if "gh issue create" in s.get("run", ""))
     assert opener["if"] == "failure()"
+
+
+def test_rendered_dependabot_updates_the_lock_and_the_actions(project):
+    config = yaml.safe_load((project / ".github" / "dependabot.yml").read_text())
+    updates = {update["package-ecosystem"]: update for update in config["updates"]}
+
+    assert set(updates) == {"uv", "github-actions"}
+    assert updates["uv"]["directory"] == "/"
+    patterns = updates["uv"]["groups"]["policyengine"]["patterns"]
+    assert all(
+        re.fullmatch(patterns[0].replace("*", ".*"), name)
+        for name in ("policyengine-us", "policyengine-uk", "policyengine-core")
+    )
+
+
+def test_template_refreshes_its_locks_in_a_tested_pull_request():
+    workflow = yaml.safe_load((TEMPLATE_ROOT / ".github/workflows/refresh-locks.yml").read_text())
+    job_steps = workflow["jobs"]["refresh"]["steps"]
+    commands = [step.get("run", "") for step in job_steps]
+
+    assert triggers(workflow)["schedule"][0]["cron"]
+    upgrade = commands.index("make lock-upgrade")
+    test = commands.index("make test")
+    opener = next(i for i, run in enumerate(commands) if "gh pr create" in run)
+    assert upgrade < test < opener
+    assert job_steps[test]["if"] == job_steps[opener]["if"]
+    assert workflow["jobs"]["refresh"]["permissions"] == {
+        "contents": "write",
+        "pull-requests": "write",
+    }
+
+
+def test_template_workflow_runs_make_test_on_every_python():
+    workflow = yaml.safe_load((TEMPLATE_ROOT / ".github/workflows/test.yml").read_text())
+    setup = next(s for s in steps(workflow) if "setup-python" in s.get("uses", ""))
+
+    assert setup["with"]["python-version"].split() == ["3.12", "3.13", "3.11"]
+    assert "make test" in runs(workflow).splitlines()
+    assert "pull_request" in triggers(workflow)
 
 
 # --- makefile() from the hook -------------------------------------------
@@ -1196,6 +1395,8 @@ def test_makefile_gate_variables_are_overrides(post_gen):
         "GATE",
         "APP_CHECK",
         "SECRET_CHECK",
+        "LOCK_CHECK",
+        "UV_CMD",
     ):
         assert re.search(rf"^override {name} :?=", text, re.MULTILINE), name
 

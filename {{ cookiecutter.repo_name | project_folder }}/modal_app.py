@@ -10,6 +10,8 @@ from pathlib import Path
 import modal
 
 APP_NAME = "{{ cookiecutter.repo_name }}"
+# The project's one Python version, as in .python-version, requires-python
+# in pyproject.toml and uv.lock (tests/test_modal_app.py checks they agree).
 PYTHON_VERSION = "{{ cookiecutter.python_version }}"
 {%- set secret_names = cookiecutter.modal_secrets.split(",") | map("trim") | reject("equalto", "") | list %}
 {%- if secret_names == ["none"] %}{% set secret_names = [] %}{% endif %}
@@ -52,19 +54,41 @@ SCALEDOWN_SECONDS = 300
 
 app = modal.App(APP_NAME)
 
+# Both images install exactly what uv.lock pins: the versions the tests ran
+# against, never newer ones (`uv sync --frozen` does not resolve anything).
+# The same uv version as the Makefile's UV_VERSION.
+UV_VERSION = "0.13.9"
+PROJECT_DIR = Path(__file__).resolve().parent
+if modal.is_local() and not (PROJECT_DIR / "uv.lock").is_file():
+    raise RuntimeError(
+        "uv.lock is missing next to modal_app.py, and the images install exactly what it pins. "
+        "Restore it with `git checkout -- uv.lock`, or make it with `make lock`, "
+        "then run `make test` before deploying."
+    )
+
+
+def locked_image(only: str) -> modal.Image:
+    """A Python image with uv.lock's packages installed; ``only`` is uv sync's option."""
+    return modal.Image.debian_slim(python_version=PYTHON_VERSION).uv_sync(
+        str(PROJECT_DIR),
+        frozen=True,
+        uv_version=UV_VERSION,
+        # The image's own Python, never one uv would download.
+        extra_options=f"{only} --python $(command -v python)",
+    )
+
+
 image = (
-    modal.Image.debian_slim(python_version=PYTHON_VERSION)
-    # One source of truth: the same dependencies `make install` uses.
-    .pip_install_from_pyproject(str(Path(__file__).with_name("pyproject.toml")))
+    # The runtime dependencies, without the dev group.
+    locked_image("--no-dev")
     .env({"NUMEXPR_MAX_THREADS": "4", WARM_UP_VARIABLE: "1"})
     .add_local_python_source("api")
 )
 
-# The standalone health check needs nothing but FastAPI, so it starts fast
-# and answers even if the backend's image fails to build.
-health_image = modal.Image.debian_slim(python_version=PYTHON_VERSION).uv_pip_install(
-    "fastapi[standard]"
-)
+# The standalone health check needs nothing but FastAPI (the `health` group
+# in pyproject.toml), so it starts fast and answers even if the backend's
+# image fails to build.
+health_image = locked_image("--only-group health")
 
 if os.environ.get(WARM_UP_VARIABLE) == "1":
     from api.engine import get_engine

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from functools import lru_cache
+from typing import Any
 
 from api import calculation
 from api.examples import EXAMPLE_HOUSEHOLD
@@ -94,7 +95,7 @@ def encode_answer(result: dict) -> bytes:
 class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._systems = None
+        self._systems: Any = None  # api.systems.TaxBenefitSystems once warm
         self.answers = AnswerCache(settings.result_cache_mb * MB)
         self._running: dict[str, asyncio.Future] = {}
         self._warm_up_lock = threading.Lock()

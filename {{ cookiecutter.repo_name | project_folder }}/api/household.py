@@ -28,8 +28,8 @@ def requested_values(household: dict) -> Iterator[tuple[str, str, str, str]]:
     for group, members in entity_groups(household):
         for member_id, variables in members.items():
             for variable, periods in variables.items():
-                if variable == MEMBERS:
-                    continue
+                if variable == MEMBERS or not isinstance(periods, dict):
+                    continue  # not a value (checks refuse a misplaced list)
                 for period, value in periods.items():
                     if value is None:
                         yield group, member_id, variable, period

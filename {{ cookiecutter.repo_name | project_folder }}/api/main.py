@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import logs
 from api.engine import MODEL_VERSION, PACKAGE_VERSION, CalculationTimeout, get_engine
 from api.models import (
+    CALCULATE_EXAMPLES,
     CalculateRequest,
     CalculateResponse,
     ErrorResponse,
@@ -67,7 +69,7 @@ app.add_middleware(
     expose_headers=[MODEL_HEADER],
 )
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {
         "model": ErrorResponse,
         "description": "Unknown variable, parameter or period, or a value the model cannot take.",
@@ -222,14 +224,15 @@ class AccessLog:
         }
         # ERROR only for what needs a fix here: a bug (500). A refused
         # request, a /health "starting" (503) or a timeout (504) is WARNING.
+        outcome = str(status) if status else "client left before the answer"
         if status is None:
-            level, outcome = logging.WARNING, "client left before the answer"
+            level = logging.WARNING
         elif status >= 500 and status not in (503, 504):
-            level, outcome = logging.ERROR, status
+            level = logging.ERROR
         elif status >= 400:
-            level, outcome = logging.WARNING, status
+            level = logging.WARNING
         else:
-            level, outcome = logging.INFO, status
+            level = logging.INFO
         access_logger.log(
             level,
             "%s %s %s in %.0f ms",
@@ -291,6 +294,24 @@ async def unexpected_error(request: Request, exc: Exception):
         "internal error; the server log has the details",
         headers={MODEL_HEADER: MODEL_VERSION},
     )
+
+
+def openapi_with_nulls() -> dict:
+    """The OpenAPI schema, with the request examples as they are.
+
+    FastAPI leaves every null out of the schema it serves, and in a
+    household a null is how a request asks for a value: without this,
+    "Try it out" in /docs would send examples that ask for nothing.
+    """
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        request = schema["components"]["schemas"]["CalculateRequest"]
+        request["examples"] = CALCULATE_EXAMPLES
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app.openapi = openapi_with_nulls  # type: ignore[method-assign]
 
 
 @app.get(

@@ -80,15 +80,17 @@ class Household(BaseModel):
 Policy = dict[str, dict[str, StrictBool | StrictInt | StrictFloat]]
 
 
+# Shown in /docs, where "Try it out" sends them (see api/main.py).
+CALCULATE_EXAMPLES: Any = [
+    {"household": EXAMPLE_HOUSEHOLD},
+    {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY},
+]
+
+
 class CalculateRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"household": EXAMPLE_HOUSEHOLD},
-                {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY},
-            ]
-        },
+        json_schema_extra={"examples": CALCULATE_EXAMPLES},
     )
 
     household: Household

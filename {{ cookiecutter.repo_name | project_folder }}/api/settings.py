@@ -78,9 +78,11 @@ class Settings(BaseSettings):
     # Reformed tax-benefit systems kept by the calculation worker, least
     # recently used out first.
     policy_cache_size: int = Field(32, ge=1)
+{%- if cookiecutter.country == "us" %}
     # Of those, systems that needed a full build: each holds a whole
     # parameter tree, hundreds of megabytes.
     policy_full_build_cache_size: int = Field(1, ge=1)
+{%- endif %}
 
     # Least severe log level written to stdout (and to Logfire, when set
     # up): DEBUG, INFO, WARNING or ERROR. See api/logs.py.

@@ -358,8 +358,10 @@ def check_policy(system, policy: dict) -> list[dict]:
 def check_policy_entry(period_text: str, value, current, where: tuple) -> list[dict]:
     match = POLICY_PERIOD.match(period_text)
     try:
+        if match is None:
+            raise ValueError(period_text)
         start, stop = (date.fromisoformat(part) for part in match.groups())
-    except (AttributeError, ValueError):
+    except ValueError:
         return [
             problem(
                 where, "expected 'YYYY-MM-DD.YYYY-MM-DD', e.g. 2025-01-01.2100-12-31"

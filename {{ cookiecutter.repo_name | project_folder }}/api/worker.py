@@ -31,6 +31,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 # Fork explicitly (Python 3.14 changes the default): the point is to copy
@@ -123,9 +124,11 @@ class Worker:
         self.handle = handle
         self.memory_limit_mb = memory_limit_mb
         self.memory_recycle_mb = memory_recycle_mb
-        self.process = None
-        self.connection = None
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.connection: Connection | None = None
         self.ready = False
+        self.jobs_done = 0  # by the current worker process
+        self.fresh_at_last_job = True
         # One job at a time, even if a caller gives up waiting before the
         # job is done: the pipe carries one conversation.
         self._lock = threading.Lock()
@@ -138,10 +141,24 @@ class Worker:
         """The job's reply; raises a WorkerStopped if it passes ``deadline``
         (time.monotonic), the memory limit, or the worker dies."""
         with self._lock:
-            self.prepare(deadline)
-            self.connection.send(job)
-            self.ready = False
-            return self.wait(deadline)
+            try:
+                return self._run_once(job, deadline)
+            except OutOfMemory:
+                if self.fresh_at_last_job:
+                    raise
+            # What the worker had cached may be what filled it: one more try
+            # in a fresh one, so only a job too big for any worker fails.
+            return self._run_once(job, deadline)
+
+    def _run_once(self, job: tuple, deadline: float) -> tuple:
+        self.prepare(deadline)
+        assert self.connection is not None
+        self.fresh_at_last_job = self.jobs_done == 0
+        self.connection.send(job)
+        self.ready = False
+        reply = self.wait(deadline)
+        self.jobs_done += 1
+        return reply
 
     def prepare(self, deadline: float) -> None:
         """A started, idle worker with room to work."""
@@ -175,6 +192,7 @@ class Worker:
             self.process.start()
         child_end.close()
         self.ready = False
+        self.jobs_done = 0
 
     def restart(self) -> None:
         self.stop()
@@ -186,12 +204,14 @@ class Worker:
         if self.process is not None:
             self.process.kill()
             self.process.join()
+        if self.connection is not None:
             self.connection.close()
         self.process = self.connection = None
         self.ready = False
 
     def wait(self, deadline: float):
         """The next message from the worker, watching time and memory."""
+        assert self.process is not None and self.connection is not None
         while True:
             if self.connection.poll(
                 max(0.0, min(POLL_SECONDS, deadline - time.monotonic()))
@@ -217,7 +237,7 @@ class Worker:
 
     def container_memory_mb(self) -> float | None:
         """Memory of this process and the worker together, or None if unknown."""
-        readings = [memory_mb(os.getpid())]
-        if self.process is not None:
-            readings.append(memory_mb(self.process.pid))
-        return None if None in readings else sum(readings)
+        pids = [os.getpid()] + ([self.process.pid] if self.process is not None else [])
+        readings = [memory_mb(pid) for pid in pids if pid is not None]
+        known = [reading for reading in readings if reading is not None]
+        return sum(known) if len(known) == len(pids) else None

@@ -178,6 +178,40 @@ def test_identical_requests_share_one_calculation(make_engine, patched_calculati
     assert len(calls) == 1
 
 
+@pytest.mark.skipif(memory_mb(os.getpid()) is None, reason="needs /proc (Linux)")
+def test_memory_stays_bounded_over_distinct_years(make_engine):
+    """Each new year the model prepares costs hundreds of MB that a worker
+    keeps; past the recycle mark the worker is replaced, so a sequence of
+    distinct years never takes the container past its limit."""
+    engine = make_engine()
+    years = ["2026", "2027", "2028"]
+
+    def in_year(year: str) -> dict:
+        return json.loads(
+            json.dumps(household_with(43_000)).replace('"2025"', f'"{year}"')
+        )
+
+    async def scenario():
+        await engine.calculate(household_with(), None)
+        start = engine.worker.container_memory_mb()
+        engine.worker.memory_recycle_mb = start + 200
+        engine.worker.memory_limit_mb = start + 2_000
+        workers, after = set(), []
+        answers = {}
+        for year in years:
+            answers[year] = await engine.calculate(in_year(year), None)
+            workers.add(engine.worker.pid)
+            after.append(engine.worker.container_memory_mb())
+        engine.answers.clear()
+        again = await engine.calculate(in_year(years[0]), None)
+        return start, workers, after, answers, again
+
+    start, workers, after, answers, again = asyncio.run(scenario())
+    assert len(workers) > 1  # the worker was replaced along the way
+    assert all(used < start + 2_000 for used in after)
+    assert again == answers[years[0]]  # a fresh worker gives the same answer
+
+
 def test_each_request_notes_where_its_answer_came_from(
     make_engine, patched_calculation
 ):

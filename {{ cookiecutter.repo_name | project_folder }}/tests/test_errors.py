@@ -381,3 +381,8 @@ def test_a_body_that_does_not_arrive_in_time_is_408():
 
     assert sent[0]["status"] == 408
     assert b"BODY_TIMEOUT_SECONDS" in sent[1]["body"]
+
+
+def test_a_list_in_place_of_a_variables_periods_is_refused(client):
+    household = with_change(lambda h: h["people"][PERSON].update(age=[35]))
+    assert_error(post(client, household), 400, f"people.{PERSON}.age", "expected")

@@ -107,3 +107,17 @@ def test_an_error_in_a_job_is_reported_not_raised(worker):
     kind, text = worker.run(("unknown",), later())
     assert kind == "error" and "ValueError" in text
     assert worker.run(("echo", 4), later()) == ("ok", 4)
+
+
+@pytest.mark.skipif(memory_mb(os.getpid()) is None, reason="needs /proc (Linux)")
+def test_a_job_that_fits_a_fresh_worker_is_tried_again_in_one(worker):
+    worker.run(("echo", 1), later())
+    base = worker.container_memory_mb()
+    worker.memory_recycle_mb = base + 10_000  # never recycled between jobs
+    worker.memory_limit_mb = base + 450
+    assert worker.run(("keep", 300), later()) == ("ok", 1)
+    first = worker.process
+
+    # 300 MB more would pass the limit in this worker, not in a fresh one.
+    assert worker.run(("keep", 300), later()) == ("ok", 1)
+    assert worker.process is not first

@@ -1,0 +1,162 @@
+"""Memory of the backend over long sequences of distinct requests.
+
+What a container holds is the server process and its calculation worker
+together; their proportional set sizes add up to it. A sampler reads that
+ten times a second while each sequence runs, and the table gives the peak
+and what is left at the end, against the container's MEMORY_MB. Part of
+`make bench` (bench/bench.py calls ``measure``).
+"""
+
+import copy
+import os
+import threading
+import time
+
+from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from api.household import entity_groups, requested_values
+
+STRUCTURAL_POLICIES = int(os.environ.get("BENCH_STRUCTURAL_POLICIES", "30"))
+PARAMETRIC_POLICIES = int(os.environ.get("BENCH_PARAMETRIC_POLICIES", "100"))
+{% if cookiecutter.country == "us" %}
+
+def structural_policy(i: int) -> dict:
+    """A distinct policy that switches on a structural reform."""
+    return {
+        "gov.contrib.ctc.oldest_child_supplement.in_effect": {
+            "2024-01-01.2100-12-31": True
+        },
+        "gov.contrib.ctc.oldest_child_supplement.amount": {
+            "2024-01-01.2100-12-31": 500 + 10 * i
+        },
+    }
+{%- else %}
+
+def structural_policy(i: int) -> dict:
+    """A distinct policy on two parameters at once (policyengine-uk has no
+    structural switches of the kind policyengine-us has)."""
+    return {
+        "gov.hmrc.income_tax.allowances.personal_allowance.amount": {
+            "2025-01-01.2100-12-31": 10_000 + 10 * i
+        },
+        "gov.hmrc.income_tax.rates.uk[1].rate": {"2025-01-01.2100-12-31": 0.41},
+    }
+{%- endif %}
+
+
+def parametric_policy(i: int) -> dict:
+    """A distinct policy on the example's parameter."""
+    ((name, periods),) = EXAMPLE_POLICY.items()
+    ((period, value),) = periods.items()
+    return {name: {period: value * (1 + (i + 1) / 1000)}}
+
+
+def household_with(earnings: float) -> dict:
+    household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
+    first = next(iter(household["people"].values()))
+    first["employment_income"] = {"2025": earnings}
+    return household
+
+
+def many_years(settings) -> dict:
+    """The example household asked for every value in MAX_PERIODS years."""
+    household = household_with(45_000)
+    years = [str(2025 + i) for i in range(settings.max_periods)]
+    for _, members in entity_groups(household):
+        for variables in members.values():
+            for name, periods in variables.items():
+                if name != "members":
+                    value = next(iter(periods.values()))
+                    variables[name] = {year: value for year in years}
+    return household
+
+
+def largest_sweep(settings) -> dict:
+    """MAX_PEOPLE people, with as many axis points as MAX_VALUES allows."""
+    household = household_with(46_000)
+    people = household["people"]
+    template = next(iter(people.values()))
+    for i in range(settings.max_people - len(people)):
+        people[f"extra_{i}"] = copy.deepcopy(template)
+    for _, members in entity_groups(household):
+        for variables in members.values():
+            if "members" in variables:
+                variables["members"] = list(people)
+    asked = sum(1 for _ in requested_values(household))
+    points = min(settings.max_axis_points, settings.max_values // (asked * len(people)))
+    household["axes"] = [
+        [
+            {
+                "name": "employment_income",
+                "count": points,
+                "min": 0,
+                "max": 200_000,
+                "period": "2025",
+            }
+        ]
+    ]
+    return household
+
+
+class Sampler:
+    """Peak of the container's memory while a sequence runs."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.worker.container_memory_mb() or 0)
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(post, engine) -> list[tuple[str, float, float, int]]:
+    """(sequence, peak MB, final MB, answers that were not 200) per sequence."""
+    sequences = [
+        (
+            f"{STRUCTURAL_POLICIES} distinct "
+            + (
+                "structural"
+                if "contrib" in str(structural_policy(0))
+                else "two-parameter"
+            )
+            + " policies",
+            [
+                (household_with(47_000 + i), structural_policy(i))
+                for i in range(STRUCTURAL_POLICIES)
+            ],
+        ),
+        (
+            f"{PARAMETRIC_POLICIES} distinct parametric policies",
+            [
+                (household_with(48_000 + i), parametric_policy(i))
+                for i in range(PARAMETRIC_POLICIES)
+            ],
+        ),
+        (
+            "largest requests the limits allow",
+            [
+                (many_years(engine.settings), None),
+                (largest_sweep(engine.settings), None),
+            ],
+        ),
+    ]
+    rows = []
+    for name, requests in sequences:
+        with Sampler(engine.worker) as sampler:
+            failed = sum(
+                post(household, policy) != 200 for household, policy in requests
+            )
+        final = engine.worker.container_memory_mb() or 0
+        rows.append((name, sampler.peak, final, failed))
+    return rows
