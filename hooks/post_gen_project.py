@@ -258,7 +258,7 @@ format: install ## Fix style
 	$(BIN)/ruff format .
 
 dev: install ## Serve locally with reload; API docs at http://$(HOST):$(PORT)/docs
-	$(BIN)/uvicorn api.main:app --reload --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn api.main:app --reload --no-access-log --host $(HOST) --port $(PORT)
 
 bench: install ## Compare this backend's speed and memory with a naive one
 	$(BIN)/python bench/bench.py

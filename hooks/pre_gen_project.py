@@ -134,8 +134,13 @@ def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> list[str]:
 
 
 def parse_secret_names(raw: str) -> list[str]:
-    """Split the comma-separated ``modal_secrets`` answer into names."""
-    return [name.strip() for name in raw.split(",") if name.strip()]
+    """Split the comma-separated ``modal_secrets`` answer into names.
+
+    "none" alone means no secret: at the prompt, an empty answer takes the
+    default (policyengine-logfire). modal_app.py reads the answer alike.
+    """
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    return [] if names == ["none"] else names
 
 
 def check_secret_names(raw: str) -> list[str]:

@@ -215,8 +215,9 @@ class FakeBackend:
     """The deployed backend, played by a local HTTP server.
 
     Modes: "ok"; "500" (every request); "not-ok" (200 with status "error");
-    "nulls" (a calculation result with a null left in it); "404";
-    "503" (always starting); "503-then-ok" (starting for the first requests).
+    "nulls" (a calculation result with a null left in it); "404"; "403";
+    "503" (always starting); "503-then-ok" (starting for the first requests);
+    "404-then-ok" (not there yet for the first requests).
     """
 
     def __init__(self):
@@ -240,9 +241,10 @@ class FakeBackend:
             def respond(self, body: object) -> None:
                 backend.requests.append((self.command, self.path, body))
                 mode = backend.mode
-                if mode == "503-then-ok":
-                    mode = "503" if len(backend.requests) <= backend.starting_requests else "ok"
-                if mode in ("500", "503", "404"):
+                if mode.endswith("-then-ok"):
+                    early = len(backend.requests) <= backend.starting_requests
+                    mode = mode.split("-")[0] if early else "ok"
+                if mode in ("500", "503", "404", "403"):
                     self.answer(int(mode), {"status": "error", "message": "no"})
                 elif mode == "not-ok":
                     self.answer(200, {"status": "starting"})
@@ -929,6 +931,74 @@ def test_verify_waits_for_a_starting_app(project, backend):
 
     assert result.returncode == 0, result.stderr
     assert len(backend.requests) == 2 + len(ALL_CHECKS)
+    # Each retry says why.
+    retries = [line for line in result.stderr.splitlines() if "retrying" in line]
+    assert len(retries) == 2
+    assert all("answered 503" in line for line in retries)
+
+
+def test_verify_waits_for_a_new_url_that_answers_404(project, backend):
+    backend.mode = "404-then-ok"
+    result = run_verify(
+        project,
+        f"--health-url={backend.url}/fn-health",
+        f"--api-url={backend.url}",
+        "--wait=10",
+        "--interval=0.05",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("answered 404") == 2
+    assert result.stdout.count("ok ") == 3
+
+
+def test_verify_retries_a_refused_connection_and_says_so(project, backend):
+    url = backend.url
+    backend.close()
+    result = run_verify(
+        project,
+        f"--health-url={url}/fn-health",
+        f"--api-url={url}",
+        "--wait=0.3",
+        "--interval=0.05",
+    )
+
+    assert result.returncode == 1
+    assert "no answer: connection refused; retrying" in result.stderr
+    assert "FAILED health function" in result.stderr
+
+
+def verify_fails_at_once(project, health_url: str) -> str:
+    """Run verify with a long wait; it must fail without a single retry."""
+    result = run_verify(
+        project, f"--health-url={health_url}", "--api-url=http://127.0.0.1:9", "--wait=240"
+    )
+
+    assert result.returncode == 1
+    assert "retrying" not in result.stderr
+    assert "FAILED health function" in result.stderr
+    return result.stderr
+
+
+def test_verify_fails_at_once_on_a_name_that_does_not_resolve(project):
+    stderr = verify_fails_at_once(project, "http://nonexistent.invalid/")
+
+    assert "does not resolve" in stderr
+
+
+def test_verify_fails_at_once_on_a_tls_error(project, backend):
+    # https to a server that speaks plain HTTP: the TLS handshake fails.
+    stderr = verify_fails_at_once(project, backend.url.replace("http:", "https:"))
+
+    assert "TLS error" in stderr
+
+
+def test_verify_fails_at_once_on_a_client_error(project, backend):
+    backend.mode = "403"
+    stderr = verify_fails_at_once(project, f"{backend.url}/fn-health")
+
+    assert "answered 403" in stderr
+    assert len(backend.requests) == 1
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "127.0.0.1:80", "ftp://x"])

@@ -75,6 +75,34 @@ def test_bad_secret_names_fail(pre_gen, raw):
     assert pre_gen.check_secret_names(raw)
 
 
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        ("policyengine-logfire", ["policyengine-logfire"]),
+        ("none", []),
+        (" none ", []),
+        ("", []),
+        ("a, b", ["a", "b"]),
+    ],
+)
+def test_secret_names_and_none(pre_gen, raw, names):
+    assert pre_gen.parse_secret_names(raw) == names
+
+
+@pytest.mark.parametrize("raw", ["none", "policyengine-logfire, gcp-credentials"])
+def test_modal_app_attaches_the_secrets_named(pre_gen, tmp_path, raw):
+    project = bake(tmp_path, modal_secrets=raw)
+    text = (project / "modal_app.py").read_text()
+    for name in pre_gen.parse_secret_names(raw):
+        assert f'    "{name}",\n' in text
+    if not pre_gen.parse_secret_names(raw):
+        assert "SECRET_NAMES: list[str] = []\n" in text
+
+
+def test_logfire_is_the_default_secret():
+    assert DEFAULTS["modal_secrets"] == "policyengine-logfire"
+
+
 def test_unknown_secret_is_only_noted(pre_gen, capsys):
     answers = {
         "project_name": "P",

@@ -14,8 +14,10 @@ APP_NAME = "{{ cookiecutter.repo_name }}"
 # in pyproject.toml and uv.lock (tests/test_modal_app.py checks they agree).
 PYTHON_VERSION = "{{ cookiecutter.python_version }}"
 {%- set secret_names = cookiecutter.modal_secrets.split(",") | map("trim") | reject("equalto", "") | list %}
+{%- if secret_names == ["none"] %}{% set secret_names = [] %}{% endif %}
 # Existing secrets of the policyengine workspace, injected as environment
 # variables. Add one here after `modal secret create`, never in code.
+# policyengine-logfire holds LOGFIRE_TOKEN: see README, "Observability".
 SECRET_NAMES: list[str] = [{% for name in secret_names %}
     {{ name | tojson }},{% endfor %}{% if secret_names %}
 {% endif %}]

@@ -8,6 +8,11 @@ Modal wiring (``modal_app.py``) both use the instance from ``get_engine()``.
 A request's path: limits (422 at once) -> checks against the model (400)
 -> the answer cache -> the same request already running? wait for it ->
 the worker, within the request's deadline (504 past it).
+
+Each stage is a trace span (sent to Logfire when it is set up, see
+``api/logs.py``), and what the request took (the cache? which policy path?
+how long waiting for the worker?) goes on its log line through
+``logs.note``.
 """
 
 import asyncio
@@ -15,6 +20,7 @@ import gc
 import importlib
 import importlib.metadata
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -24,10 +30,12 @@ from typing import Any
 from api import calculation
 from api.examples import EXAMPLE_HOUSEHOLD
 from api.household import fill_household
+from api.logs import configure_logging, note, record_span, tracer
 from api.policy import policy_key
 from api.settings import COUNTRY, COUNTRY_PACKAGE, Settings, get_settings
 from api.validation import (
     RequestProblem,
+    axis_points,
     check_household,
     check_limits,
     check_policy,
@@ -36,7 +44,11 @@ from api.validation import (
 from api.worker import OutOfMemory, TimedOut, Worker
 
 PACKAGE_VERSION = importlib.metadata.version(COUNTRY_PACKAGE)
+# On every response (a header) and every request's log line.
+MODEL_VERSION = f"{COUNTRY_PACKAGE}/{PACKAGE_VERSION}"
 MB = 1024 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 class CalculationTimeout(Exception):
@@ -120,6 +132,8 @@ class Engine:
                 return
             from api.systems import TaxBenefitSystems
 
+            started = time.monotonic()
+            logger.info("warming up %s", MODEL_VERSION)
             country = importlib.import_module(f"policyengine_{COUNTRY}")
             self._systems = TaxBenefitSystems.from_settings(country, self.settings)
             fill_household(
@@ -131,6 +145,13 @@ class Engine:
             gc.collect()
             gc.freeze()
             self._ready.set()
+            seconds = time.monotonic() - started
+            logger.info(
+                "ready: %s loaded and warmed up in %.1f s",
+                MODEL_VERSION,
+                seconds,
+                extra={"model": MODEL_VERSION, "warm_up_seconds": round(seconds, 1)},
+            )
 
     async def calculate(self, household: dict, policy: dict | None) -> bytes:
         """The answer to ``/calculate`` as JSON bytes.
@@ -138,17 +159,30 @@ class Engine:
         Raises RequestProblem (4xx) or CalculationTimeout (504).
         """
         deadline = time.monotonic() + self.settings.calculation_timeout_seconds
-        if problems := check_limits(household, policy, self.settings):
-            raise RequestProblem(problems, status=422)
-        if not self.ready:
-            await asyncio.to_thread(self.warm_up)
-        await asyncio.to_thread(self._check, household, policy)
-        # The household's own order is kept: member order decides which
-        # person an axis varies, and the answer echoes what was sent.
-        key = json.dumps([household, policy_key(policy)], separators=(",", ":"))
-        if (answer := self.answers.get(key)) is not None:
+        note(axis_points=axis_points(household))
+        with tracer.start_as_current_span("check request"):
+            if problems := check_limits(household, policy, self.settings):
+                raise RequestProblem(problems, status=422)
+            if not self.ready:
+                await asyncio.to_thread(self.warm_up)
+            await asyncio.to_thread(self._check, household, policy)
+        with tracer.start_as_current_span("answer cache lookup") as span:
+            # The household's own order is kept: member order decides which
+            # person an axis varies, and the answer echoes what was sent.
+            key = json.dumps([household, policy_key(policy)], separators=(",", ":"))
+            answer = self.answers.get(key)
+            running = self._running.get(key)
+            if answer is not None:
+                source = "cached"
+            elif running is not None:
+                source = "joined"  # the same request, already running
+            else:
+                source = "calculated"
+            span.set_attribute("answer", source)
+            note(answer=source)
+        if answer is not None:
             return answer
-        if (running := self._running.get(key)) is not None:
+        if running is not None:
             return await asyncio.shield(running)
         self._running[key] = future = asyncio.get_running_loop().create_future()
         try:
@@ -182,14 +216,20 @@ class Engine:
             self._worker_lock = asyncio.Lock()
         arrived = time.monotonic()
         try:
-            async with asyncio.timeout_at(self._loop_deadline(deadline)):
-                await self._worker_lock.acquire()
+            with tracer.start_as_current_span("wait for the worker"):
+                async with asyncio.timeout_at(self._loop_deadline(deadline)):
+                    await self._worker_lock.acquire()
         except TimeoutError:
             waited = time.monotonic() - arrived
+            note(worker_wait_ms=round(waited * 1000, 1))
             raise CalculationTimeout(self._timeout_message(household, waited)) from None
         waited = time.monotonic() - arrived
+        note(worker_wait_ms=round(waited * 1000, 1))
         try:
-            reply = await asyncio.to_thread(self.worker.run, job, deadline)
+            with tracer.start_as_current_span("calculation"):
+                reply = await asyncio.to_thread(self.worker.run, job, deadline)
+                if reply[0] == "ok":
+                    self._record(reply[2])
         except TimedOut:
             raise CalculationTimeout(self._timeout_message(household, waited)) from None
         except OutOfMemory as error:
@@ -211,6 +251,16 @@ class Engine:
         if reply[0] == "problem":
             raise RequestProblem(reply[2], status=reply[1])
         raise RuntimeError(f"calculation failed in the worker:\n{reply[1]}")
+
+    @staticmethod
+    def _record(details: dict) -> None:
+        """The worker's account of a calculation, on the log line and the trace."""
+        note(policy_path=details["policy_path"])
+        for stage, (start_ns, end_ns) in details["stages"].items():
+            record_span(stage, start_ns, end_ns, policy_path=details["policy_path"])
+        start_ns = min(start for start, _ in details["stages"].values())
+        end_ns = max(end for _, end in details["stages"].values())
+        note(calculation_ms=round((end_ns - start_ns) / 1e6, 1))
 
     @staticmethod
     def _loop_deadline(deadline: float) -> float:
@@ -237,4 +287,8 @@ class Engine:
 
 @lru_cache
 def get_engine() -> Engine:
-    return Engine(get_settings())
+    """The process's engine. Its first use (by the server, the Modal
+    warm-up or the tests) also sets up logging, so all three log alike."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return Engine(settings)

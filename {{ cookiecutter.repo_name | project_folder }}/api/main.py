@@ -3,11 +3,15 @@
 Calculations run in a worker process (``api/worker.py``), one at a time;
 this process only reads requests, checks them and answers, so ``/health``
 and cached answers never wait behind the model.
+
+Every request gets one log line (``AccessLog``) and every response says
+which model answered it (the ``PolicyEngine-Model`` header).
 """
 
 import asyncio
 import logging
 import threading
+import time
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,9 +20,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from opentelemetry import trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.engine import PACKAGE_VERSION, CalculationTimeout, get_engine
+from api import logs
+from api.engine import MODEL_VERSION, PACKAGE_VERSION, CalculationTimeout, get_engine
 from api.models import (
     CALCULATE_EXAMPLES,
     CalculateRequest,
@@ -26,12 +32,16 @@ from api.models import (
     ErrorResponse,
     HealthResponse,
 )
-from api.settings import COUNTRY, COUNTRY_PACKAGE, get_settings
+from api.settings import APP_NAME, COUNTRY, COUNTRY_PACKAGE, get_settings
 from api.validation import RequestProblem, problem, summarise
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("api.access")
 settings = get_settings()
 engine = get_engine()
+
+# "policyengine-us/2.68.0": which model (and version) made the answer.
+MODEL_HEADER = "PolicyEngine-Model"
 
 
 @asynccontextmanager
@@ -55,6 +65,8 @@ app.add_middleware(
     allow_origin_regex=settings.cors_allow_origin_regex,
     allow_methods=["GET", "POST"],
     allow_headers=["Content-Type"],
+    # Lets a browser frontend read the model version.
+    expose_headers=[MODEL_HEADER],
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -78,6 +90,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def error(
     status: int, message: str, errors: list[dict] | None = None, headers=None
 ) -> JSONResponse:
+    logs.note(error=message)  # the reason, on the request's log line
     body = ErrorResponse(message=message, errors=errors or [])
     return JSONResponse(
         status_code=status, content=jsonable_encoder(body), headers=headers
@@ -151,6 +164,92 @@ app.add_middleware(
 )
 
 
+class AccessLog:
+    """One log line per request, and the model version on every response.
+
+    The line has the method, path, status and duration, plus what the
+    request noted on its way (``logs.note``): for a calculation, where the
+    answer came from, the policy path, axis points and time waiting for the
+    worker; for an error, its message. Never the body: a household can
+    describe a real person.
+
+    Outermost of the app's middleware, so it sees the answers of BodyLimits
+    too. An unhandled error passes through here as an exception (Starlette
+    sends its 500 from outside every middleware) and is logged as a 500.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self.header = (MODEL_HEADER.lower().encode(), MODEL_VERSION.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        fields: dict = {}
+        token = logs.start_request(fields)
+        status = None
+
+        async def send_with_model(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                # What the request noted, on its trace span too (when traced).
+                trace.get_current_span().set_attributes(
+                    {**fields, "model": MODEL_VERSION}
+                )
+                headers = [*message.get("headers", []), self.header]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_model)
+        except Exception as exc:
+            status = 500
+            fields["error"] = f"unhandled {type(exc).__name__}; traceback in the log"
+            raise
+        finally:
+            logs.end_request(token)
+            self.log(scope, status, time.perf_counter() - started, fields)
+
+    @staticmethod
+    def log(scope, status: int | None, seconds: float, fields: dict) -> None:
+        line = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+            **fields,
+            "model": MODEL_VERSION,
+        }
+        # ERROR only for what needs a fix here: a bug (500). A refused
+        # request, a /health "starting" (503) or a timeout (504) is WARNING.
+        outcome = str(status) if status else "client left before the answer"
+        if status is None:
+            level = logging.WARNING
+        elif status >= 500 and status not in (503, 504):
+            level = logging.ERROR
+        elif status >= 400:
+            level = logging.WARNING
+        else:
+            level = logging.INFO
+        access_logger.log(
+            level,
+            "%s %s %s in %.0f ms",
+            line["method"],
+            line["path"],
+            outcome,
+            line["duration_ms"],
+            extra=line,
+        )
+
+
+app.add_middleware(AccessLog)
+# With LOGFIRE_TOKEN set (the policyengine-logfire secret): traces and logs
+# to Logfire too. Before the first request: it wraps the middleware stack.
+logs.configure_logfire(app, service_name=APP_NAME, model=MODEL_VERSION)
+
+
 @app.exception_handler(RequestValidationError)
 async def invalid_request(request: Request, exc: RequestValidationError):
     # Locations start where the request body does ("household...", as in
@@ -189,7 +288,12 @@ async def http_error(request: Request, exc: StarletteHTTPException):
 async def unexpected_error(request: Request, exc: Exception):
     # Log the traceback for us; the client gets a message, not our internals.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error(500, "internal error; the server log has the details")
+    # Sent from outside AccessLog, which adds the header to every other answer.
+    return error(
+        500,
+        "internal error; the server log has the details",
+        headers={MODEL_HEADER: MODEL_VERSION},
+    )
 
 
 def openapi_with_nulls() -> dict:

@@ -8,7 +8,7 @@ server at startup with a message naming the variable.
 
 import re
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     policy_full_build_cache_size: int = Field(1, ge=1)
 {%- endif %}
 
+    # Least severe log level written to stdout (and to Logfire, when set
+    # up): DEBUG, INFO, WARNING or ERROR. See api/logs.py.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ORIGINS
     # CORS_ALLOW_ORIGIN_REGEX="" turns the pattern off.
     cors_allow_origin_regex: str | None = DEFAULT_ORIGIN_REGEX
@@ -94,6 +98,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def upper_case(cls, value):
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("cors_allow_origin_regex")
     @classmethod

@@ -22,6 +22,7 @@ write), so starting a worker takes milliseconds and little memory.
 import contextlib
 import ctypes
 import gc
+import logging
 import multiprocessing
 import os
 import signal
@@ -39,6 +40,8 @@ FORK = multiprocessing.get_context("fork")
 # How often the parent checks the deadline and the memory while it waits.
 POLL_SECONDS = 0.2
 READY = "ready"
+
+logger = logging.getLogger(__name__)
 
 
 class WorkerStopped(Exception):
@@ -164,7 +167,14 @@ class Worker:
         if not self.ready:
             self.wait(deadline)  # its clean-up after the last job
             self.ready = True
-        if (self.container_memory_mb() or 0) > self.memory_recycle_mb:
+        used = self.container_memory_mb() or 0
+        if used > self.memory_recycle_mb:
+            logger.info(
+                "replacing the calculation worker: %.0f MB in use, over "
+                "MEMORY_RECYCLE_MB=%s",
+                used,
+                self.memory_recycle_mb,
+            )
             self.restart()
 
     def start(self) -> None:

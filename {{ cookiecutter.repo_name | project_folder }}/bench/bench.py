@@ -10,6 +10,7 @@ import copy
 import gc
 import importlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# A log line per request would bury the report; warnings still show.
+os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 import memory  # noqa: E402
 

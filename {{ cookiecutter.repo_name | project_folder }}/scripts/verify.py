@@ -9,15 +9,21 @@ Exits non-zero, saying what failed, unless every check passes:
 - unless ``--health-only``, ``POST /calculate`` with the example household
   answers 200 ``{"status": "ok", "result": {...}}`` with every null filled.
 
-A new deployment may still be starting: 502/503/504 answers and network
-errors are retried until ``--wait`` seconds have passed. Anything else
-(404, 500, a wrong body) fails at once.
+Only what can heal while a new deployment starts is retried, until
+``--wait`` seconds have passed, and each retry says why: a refused or reset
+connection, a request timing out, 502/503/504 (starting, or warming up),
+429 (busy), and a 404 in the first ``NOT_FOUND_WAIT`` seconds (a new URL
+can take a moment to appear). Anything else fails at once with its cause:
+a host name that does not resolve, a TLS error, another 4xx, a 500, or a
+wrong body.
 """
 
 import argparse
 import http.client
 import json
 import runpy
+import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -26,8 +32,12 @@ import urllib.request
 from pathlib import Path
 
 EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "api" / "examples.py"
-# A new deployment may still be starting (503) or warming up: keep asking.
-RETRY_STATUSES = {502, 503, 504}
+# A new deployment may still be starting (503) or warming up, or busy
+# (429): keep asking.
+RETRY_STATUSES = {429, 502, 503, 504}
+# A 404 is retried only this long: right after a deploy the URL may not
+# answer yet, but an app that is not deployed at all answers 404 for good.
+NOT_FOUND_WAIT = 60
 HINTS = {
     404: "is the app stopped, or not deployed to this environment? make deploy ENV=...",
     500: "the app failed: look at make logs ENV=...",
@@ -36,6 +46,14 @@ HINTS = {
 
 class CheckFailed(Exception):
     pass
+
+
+class NoAnswer(Exception):
+    """The request got no HTTP answer; says why and whether to retry."""
+
+    def __init__(self, reason: str, can_heal: bool):
+        super().__init__(reason)
+        self.can_heal = can_heal
 
 
 def request(url: str, body: dict | None, timeout: float) -> tuple[int, object]:
@@ -50,11 +68,38 @@ def request(url: str, body: dict | None, timeout: float) -> tuple[int, object]:
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, raw = error.code, error.read()
+    except (OSError, http.client.HTTPException) as error:
+        raise no_answer(error, timeout) from None
     text = raw.decode("utf-8", "replace")
     try:
         return status, json.loads(text)
     except json.JSONDecodeError:
         return status, text
+
+
+def no_answer(error: Exception, timeout: float) -> NoAnswer:
+    """Why a request got no answer, and whether that can heal by itself."""
+    # urllib wraps errors while connecting in URLError(reason=<the cause>).
+    cause = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(cause, socket.gaierror):
+        detail = f" ({cause.strerror})" if cause.strerror else ""
+        return NoAnswer(
+            f"the host name does not resolve{detail}; is the URL right?", False
+        )
+    if isinstance(cause, ssl.SSLError):  # certificate or handshake
+        return NoAnswer(f"TLS error: {cause}", False)
+    if isinstance(cause, ConnectionRefusedError):
+        return NoAnswer("connection refused", True)
+    if isinstance(cause, ConnectionResetError):  # RemoteDisconnected too
+        return NoAnswer("connection closed without an answer", True)
+    if isinstance(cause, TimeoutError):
+        return NoAnswer(f"no answer within {timeout:g} s (--timeout)", True)
+    return NoAnswer(str(cause) or type(cause).__name__, False)
+
+
+def describe(status: int, payload) -> str:
+    shown = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"answered {status}: {shown[:300]}"
 
 
 def check(
@@ -67,26 +112,33 @@ def check(
     body: dict | None = None,
 ) -> None:
     """Ask ``url`` until it answers 200 with a body ``expect`` accepts."""
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
+    deadline = started + wait
     while True:
         try:
             status, payload = request(url, body, timeout)
-        except (OSError, http.client.HTTPException) as error:
-            # URLError, timeouts, refused or reset connections.
-            status, payload = None, f"no answer ({error})"
-        if status == 200 and expect(payload):
-            print(f"ok     {name}: {url}")
-            return
+        except NoAnswer as error:
+            reason, can_heal = f"no answer: {error}", error.can_heal
+        else:
+            if status == 200 and expect(payload):
+                print(f"ok     {name}: {url}")
+                return
+            reason = describe(status, payload)
+            if status in HINTS:
+                reason += f"\n       ({HINTS[status]})"
+            can_heal = status in RETRY_STATUSES or (
+                status == 404 and time.monotonic() - started < NOT_FOUND_WAIT
+            )
         remaining = deadline - time.monotonic()
-        if (status is None or status in RETRY_STATUSES) and remaining > 0:
-            print(f"...    {name}: {status or 'no answer'}, retrying", file=sys.stderr)
+        if can_heal and remaining > 0:
+            print(
+                f"...    {name}: {reason.splitlines()[0]}; "
+                f"retrying ({remaining:.0f} s left)",
+                file=sys.stderr,
+            )
             time.sleep(min(interval, remaining))
             continue
-        shown = payload if isinstance(payload, str) else json.dumps(payload)
-        message = f"{name}: {url} answered {status}: {shown[:300]}"
-        if status in HINTS:
-            message += f"\n       ({HINTS[status]})"
-        raise CheckFailed(message)
+        raise CheckFailed(f"{name}: {url} {reason}")
 
 
 def is_ok(payload) -> bool:

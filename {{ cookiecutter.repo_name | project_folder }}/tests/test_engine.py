@@ -16,6 +16,7 @@ import threading
 import pytest
 
 import api.calculation
+from api import logs
 from api.engine import CalculationTimeout, Engine
 from api.examples import EXAMPLE_HOUSEHOLD
 from api.settings import Settings
@@ -209,3 +210,39 @@ def test_memory_stays_bounded_over_distinct_years(make_engine):
     assert len(workers) > 1  # the worker was replaced along the way
     assert all(used < start + 2_000 for used in after)
     assert again == answers[years[0]]  # a fresh worker gives the same answer
+
+
+def test_each_request_notes_where_its_answer_came_from(
+    make_engine, patched_calculation
+):
+    """The fields of each request's log line: calculated, joined, cached."""
+    engine = make_engine()
+    release = patched_calculation
+    household = household_with(STUCK, earnings=43_000)
+
+    async def request(fields: dict) -> None:
+        token = logs.start_request(fields)
+        try:
+            await engine.calculate(copy.deepcopy(household), None)
+        finally:
+            logs.end_request(token)
+
+    async def scenario():
+        first, second, third = {}, {}, {}
+        running = asyncio.create_task(request(first))
+        while "answer" not in first:  # until it is running
+            await asyncio.sleep(0.01)
+        joining = asyncio.create_task(request(second))
+        while "answer" not in second:
+            await asyncio.sleep(0.01)
+        open(release, "w").close()
+        await running
+        await joining
+        await request(third)
+        return first, second, third
+
+    first, second, third = asyncio.run(scenario())
+    assert first["answer"] == "calculated" and first["policy_path"] == "baseline"
+    assert first["axis_points"] == 1 and first["worker_wait_ms"] >= 0
+    assert second["answer"] == "joined" and "policy_path" not in second
+    assert third["answer"] == "cached" and "policy_path" not in third
