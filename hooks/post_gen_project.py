@@ -257,7 +257,8 @@ format: install ## Fix style
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-dev: install ## Serve locally with reload; API docs at http://$(HOST):$(PORT)/docs
+dev: install ## Serve locally with reload; API docs at http://127.0.0.1:8000/docs (HOST, PORT)
+	@echo 'API docs at http://$(HOST):$(PORT)/docs once the model is warm (a "ready" log line, about 30 s).'
 	$(BIN)/uvicorn api.main:app --reload --no-access-log --host $(HOST) --port $(PORT)
 
 bench: install ## Compare this backend's speed and memory with a naive one

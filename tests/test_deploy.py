@@ -1110,6 +1110,7 @@ def test_help_is_the_default_and_lists_the_targets(project, modal):
     listed = re.findall(r"^  ([a-z-]+) ", result.stdout, re.MULTILINE)
     assert listed == DOCUMENTED_TARGETS
     assert "ENV=main|staging|testing" in result.stdout
+    assert "$(" not in result.stdout  # make variables are not printed unexpanded
     assert modal.calls() == []
 
 
