@@ -79,8 +79,9 @@ class Settings(BaseSettings):
     # recently used out first.
     policy_cache_size: int = Field(32, ge=1)
 {%- if cookiecutter.country == "us" %}
-    # Of those, systems that needed a full build: each holds a whole
-    # parameter tree, hundreds of megabytes.
+    # Of those, systems that needed a full build (policies on calibration.*
+    # and the few structural reforms that cannot be derived): each holds a
+    # whole parameter tree, hundreds of megabytes.
     policy_full_build_cache_size: int = Field(1, ge=1)
 {%- endif %}
 
