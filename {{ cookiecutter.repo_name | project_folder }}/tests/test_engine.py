@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -138,6 +139,7 @@ def test_a_request_over_the_memory_limit_answers_422(make_engine):
 
     async def scenario():
         await engine.calculate(household_with(), None)
+        await asyncio.to_thread(engine.worker.prepare, time.monotonic() + 600)
         limit = engine.worker.container_memory_mb() + 300
         engine.worker.memory_limit_mb = limit
         engine.settings = Settings(memory_limit_mb=int(limit))
@@ -193,6 +195,7 @@ def test_memory_stays_bounded_over_distinct_years(make_engine):
 
     async def scenario():
         await engine.calculate(household_with(), None)
+        await asyncio.to_thread(engine.worker.prepare, time.monotonic() + 600)
         start = engine.worker.container_memory_mb()
         # Any year's cost takes the worker past this mark (US: hundreds of
         # MB a year; UK: less).
