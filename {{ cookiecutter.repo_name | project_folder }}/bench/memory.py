@@ -19,6 +19,9 @@ STRUCTURAL_POLICIES = int(os.environ.get("BENCH_STRUCTURAL_POLICIES", "30"))
 PARAMETRIC_POLICIES = int(os.environ.get("BENCH_PARAMETRIC_POLICIES", "100"))
 {% if cookiecutter.country == "us" %}
 
+STRUCTURAL_KIND = "structural"
+
+
 def structural_policy(i: int) -> dict:
     """A distinct policy that switches on a structural reform."""
     return {
@@ -30,6 +33,9 @@ def structural_policy(i: int) -> dict:
         },
     }
 {%- else %}
+
+STRUCTURAL_KIND = "two-parameter"
+
 
 def structural_policy(i: int) -> dict:
     """A distinct policy on two parameters at once (policyengine-uk has no
@@ -124,13 +130,7 @@ def measure(post, engine) -> list[tuple[str, float, float, int]]:
     """(sequence, peak MB, final MB, answers that were not 200) per sequence."""
     sequences = [
         (
-            f"{STRUCTURAL_POLICIES} distinct "
-            + (
-                "structural"
-                if "contrib" in str(structural_policy(0))
-                else "two-parameter"
-            )
-            + " policies",
+            f"{STRUCTURAL_POLICIES} distinct {STRUCTURAL_KIND} policies",
             [
                 (household_with(47_000 + i), structural_policy(i))
                 for i in range(STRUCTURAL_POLICIES)
