@@ -68,21 +68,21 @@ def test_bad_name_stops_generation_and_leaves_nothing(tmp_path, capfd, name):
     assert not (tmp_path / "escape").exists()
 
 
-def test_cli_shows_the_problem_and_a_name_that_passes(tmp_path):
-    output = tmp_path / "out"
+def run_cli(output: Path, answer: str, env: dict | None = None):
+    """Cookiecutter's own command line, as a person runs it, with one answer."""
     output.mkdir()
-    result = run(
-        [
-            str(Path(sys.executable).with_name("cookiecutter")),
-            str(TEMPLATE),
-            "--no-input",
-            "-o",
-            str(output),
-            "repo_name=My App",
-        ],
-        cwd=tmp_path,
+    cookiecutter_cli = str(Path(sys.executable).with_name("cookiecutter"))
+    return run(
+        [cookiecutter_cli, str(TEMPLATE), "--no-input", "-o", str(output), answer],
+        cwd=output.parent,
+        env=env,
         timeout=120,
     )
+
+
+def test_cli_shows_the_problem_and_a_name_that_passes(tmp_path):
+    output = tmp_path / "out"
+    result = run_cli(output, "repo_name=My App")
 
     assert result.returncode == 1
     assert result.stderr.startswith('ERROR: repo_name "My App" is not kebab-case')
@@ -228,20 +228,7 @@ def test_every_free_text_answer_is_sandboxed(tmp_path, monkeypatch, key):
 def test_cli_refuses_injection_without_a_traceback(tmp_path, name):
     """What a person sees: a short message, the exit status 1, no secret."""
     output = tmp_path / "out"
-    output.mkdir()
-    result = run(
-        [
-            str(Path(sys.executable).with_name("cookiecutter")),
-            str(TEMPLATE),
-            "--no-input",
-            "-o",
-            str(output),
-            f"project_name={PAYLOADS[name]}",
-        ],
-        cwd=tmp_path,
-        env={SECRET_VARIABLE: SECRET},
-        timeout=120,
-    )
+    result = run_cli(output, f"project_name={PAYLOADS[name]}", env={SECRET_VARIABLE: SECRET})
     shown = result.stdout + result.stderr
 
     assert result.returncode == 1
