@@ -10,11 +10,14 @@ reused by every test and every run.
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from cookiecutter.main import cookiecutter
+
+from tests.deploy_support import FakeBackend, StandIn
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 CACHE = TEMPLATE / ".cache"
@@ -94,3 +97,32 @@ def run_rendered_suite(
     )
     result.project = project
     return result
+
+
+# --- The deploy tests (helpers in tests/deploy_support.py) ----------------
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> Path:
+    """One rendered project for the deploy tests; tests must not change it."""
+    return bake(tmp_path_factory.mktemp("deploy"))
+
+
+@pytest.fixture
+def project_copy(project, tmp_path) -> Path:
+    """A copy of the rendered project that a test may edit."""
+    return Path(shutil.copytree(project, tmp_path / project.name))
+
+
+@pytest.fixture
+def modal(tmp_path) -> StandIn:
+    """The stand-in `modal` CLI, in this test's own folder."""
+    return StandIn(tmp_path / "modal-bin")
+
+
+@pytest.fixture
+def backend():
+    """The deployed backend, played by a local HTTP server."""
+    server = FakeBackend()
+    yield server
+    server.close()
