@@ -18,7 +18,7 @@ The tests, by concern:
 - test_local_checks.py: the app name, secrets and lock checks;
 - test_operations.py: make stop, serve, logs, apps, help;
 - test_workflows.py: the workflow files and their SHA pins;
-- test_makefile.py: the Makefile text written by the post-gen hook.
+- test_makefile.py: the Makefile as rendered, and the post-gen hook's check of it.
 
 The reference's "What NOT to do" list, and where each rule is enforced:
 
@@ -54,8 +54,9 @@ The reference's "What NOT to do" list, and where each rule is enforced:
       test_workflows.py: test_deploy_workflow_deploys_and_checks_health,
       test_health_workflow_runs_on_a_schedule_and_opens_an_issue
 6. MUST NOT use generic app names: ``make deploy`` refuses when modal_app.py
-   does not name the app after the repository (and makefile() only accepts
-   kebab-case names).
+   does not name the app after the repository (and only a kebab-case name
+   reaches the Makefile: the pre-gen hook refuses any other, the post-gen
+   hook checks the rendered APP).
    -> test_local_checks.py: test_deploy_refuses_an_app_not_named_after_the_repo;
       test_makefile.py: test_makefile_rejects_unsafe_app_names
 7. MUST NOT hardcode secrets in Python code: ``make deploy`` refuses when the

@@ -167,7 +167,7 @@ assert modal_app.health.local() == {{"status": "ok"}}
     assert result.returncode == 0, result.stderr
 
 
-def test_makefile_is_written_by_the_hook(project):
+def test_makefile_is_rendered_with_the_app_name(project):
     root, _ = project
     makefile = (root / "Makefile").read_text()
     for target in ["install", "test", "dev", "deploy", "health", "help"]:

@@ -163,10 +163,12 @@ def test_post_gen_is_idempotent(post_gen, default_project):
     assert after == before
 
 
-def test_makefile_uses_the_app_name(post_gen):
-    text = post_gen.makefile("my-app")
-    assert "APP := my-app" in text
+def test_makefile_uses_the_app_name(post_gen, default_project):
+    text = (default_project / "Makefile").read_text()
+    assert f"APP := {default_project.name}" in text
     assert "__APP__" not in text and "__WORKSPACE__" not in text
+    assert post_gen.check_makefile(default_project, default_project.name) == []
+    assert post_gen.check_makefile(default_project, "other-name")
 
 
 @pytest.mark.parametrize("name", ["api", "backend", "app", "policyengine", "my-backend"])

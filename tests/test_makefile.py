@@ -1,47 +1,77 @@
-"""The Makefile text that the post-gen hook writes (makefile())."""
+"""The project's Makefile: a template file that cookiecutter renders, then
+the post-gen hook checks (APP is the repository's name, nothing is left
+unrendered)."""
 
 import re
 
 import pytest
 
+from tests.conftest import TEMPLATE, bake
 from tests.deploy_support import MODAL_RUN, logical_lines
 
+SOURCE = TEMPLATE / "{{ cookiecutter.repo_name | project_folder }}" / "Makefile"
 
-def test_makefile_fills_in_every_placeholder(post_gen):
-    text = post_gen.makefile("my-app")
 
-    assert "override APP := my-app" in text
+@pytest.fixture(scope="module")
+def makefile(project) -> str:
+    """The default project's rendered Makefile."""
+    return (project / "Makefile").read_text()
+
+
+def test_makefile_fills_in_every_placeholder(tmp_path):
+    text = (bake(tmp_path, repo_name="child-benefit-explorer") / "Makefile").read_text()
+
+    assert "override APP := child-benefit-explorer" in text
     assert "override WORKSPACE := policyengine" in text
     assert "override ENVIRONMENTS := main staging testing" in text
     assert "Use one of: main, staging, testing" in text
     assert not re.search(r"__[A-Z_]+__", text)
+    assert "{{" not in text and "{%" not in text and "cookiecutter" not in text
 
 
-def test_rendered_makefile_is_the_hook_output(post_gen, project):
-    assert (project / "Makefile").read_text() == post_gen.makefile(project.name)
+def test_rendered_makefile_is_the_template_with_the_app_name(makefile, project):
+    # The repository's name is the only thing rendering changes in it.
+    assert makefile == SOURCE.read_text().replace("{{ cookiecutter.repo_name }}", project.name)
 
 
 @pytest.mark.parametrize(
     "name",
     ["", "My App", "app;rm -rf /", "app$(shell id)", "app\nall:", "-app", "app_name"],
 )
-def test_makefile_rejects_unsafe_app_names(post_gen, name):
-    with pytest.raises(ValueError):
-        post_gen.makefile(name)
+def test_makefile_rejects_unsafe_app_names(pre_gen, post_gen, project_copy, name):
+    # The pre-gen hook refuses the name before anything is rendered...
+    assert pre_gen.check_repo_name(name)
+    # ...and the post-gen hook refuses a Makefile whose APP is that name.
+    makefile = project_copy / "Makefile"
+    makefile.write_text(
+        makefile.read_text().replace(
+            f"override APP := {project_copy.name}\n", f"override APP := {name}\n"
+        )
+    )
+    assert post_gen.check_makefile(project_copy, name)
 
 
-def test_makefile_never_runs_modal_run(post_gen):
-    text = post_gen.makefile("my-app")
+def test_post_gen_refuses_a_makefile_left_unrendered(post_gen, project_copy):
+    assert post_gen.check_makefile(project_copy, project_copy.name) == []
 
-    assert not re.search(MODAL_RUN, text.replace("`modal run`", ""))
+    (project_copy / "Makefile").write_text(SOURCE.read_text())
+    problems = post_gen.check_makefile(project_copy, project_copy.name)
+    assert any("APP" in problem for problem in problems)
+    assert any("template text" in problem for problem in problems)
+    assert post_gen.check_rendered(project_copy, project_copy.name) == problems
+
+    (project_copy / "Makefile").unlink()
+    assert post_gen.check_makefile(project_copy, project_copy.name) == ["Makefile is missing"]
 
 
-def test_every_modal_call_in_the_makefile_follows_the_gate(post_gen):
+def test_makefile_never_runs_modal_run(makefile):
+    assert not re.search(MODAL_RUN, makefile.replace("`modal run`", ""))
+
+
+def test_every_modal_call_in_the_makefile_follows_the_gate(makefile):
     """Each recipe line that calls Modal runs the gate first, in one shell."""
     modal_lines = [
-        line
-        for line in logical_lines(post_gen.makefile("my-app"))
-        if line.startswith("\t") and "$(MODAL_CMD)" in line
+        line for line in logical_lines(makefile) if line.startswith("\t") and "$(MODAL_CMD)" in line
     ]
     assert len(modal_lines) == 5  # deploy, serve, logs, apps, stop
     for line in modal_lines:
@@ -50,8 +80,7 @@ def test_every_modal_call_in_the_makefile_follows_the_gate(post_gen):
         assert 0 <= gate < call, line
 
 
-def test_makefile_gate_variables_are_overrides(post_gen):
-    text = post_gen.makefile("my-app")
+def test_makefile_gate_variables_are_overrides(makefile):
     for name in (
         "SHELL",
         "APP",
@@ -69,11 +98,9 @@ def test_makefile_gate_variables_are_overrides(post_gen):
         "LOCK_CHECK",
         "UV_CMD",
     ):
-        assert re.search(rf"^override {name} :?=", text, re.MULTILINE), name
+        assert re.search(rf"^override {name} :?=", makefile, re.MULTILINE), name
 
 
-def test_makefile_drops_tokens_unless_asked(post_gen):
-    text = post_gen.makefile("my-app")
-
-    assert "env -u MODAL_TOKEN_ID -u MODAL_TOKEN_SECRET" in text
-    assert "ifeq ($(MODAL_USE_TOKEN),1)" in text
+def test_makefile_drops_tokens_unless_asked(makefile):
+    assert "env -u MODAL_TOKEN_ID -u MODAL_TOKEN_SECRET" in makefile
+    assert "ifeq ($(MODAL_USE_TOKEN),1)" in makefile
