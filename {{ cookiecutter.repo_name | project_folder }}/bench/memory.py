@@ -81,12 +81,18 @@ def largest_sweep(settings) -> dict:
     household = household_with(46_000)
     people = household["people"]
     template = next(iter(people.values()))
-    for i in range(settings.max_people - len(people)):
-        people[f"extra_{i}"] = copy.deepcopy(template)
-    for _, members in entity_groups(household):
-        for variables in members.values():
-            if "members" in variables:
-                variables["members"] = list(people)
+    extra = [f"extra_{i}" for i in range(settings.max_people - len(people))]
+    for person in extra:
+        people[person] = copy.deepcopy(template)
+    for name, groups in entity_groups(household):
+        if name == "people":
+            continue
+        if len(groups) == 1:  # one group holds everyone
+            next(iter(groups.values()))["members"] = list(people)
+        else:  # one group each (marital units hold at most a couple)
+            groups.update(
+                {f"{person}_group": {"members": [person]} for person in extra}
+            )
     asked = sum(1 for _ in requested_values(household))
     points = min(settings.max_axis_points, settings.max_values // (asked * len(people)))
     household["axes"] = [
