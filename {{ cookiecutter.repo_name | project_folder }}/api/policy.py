@@ -17,8 +17,9 @@ normalised. Two spellings of one parameter in one policy are refused by
 import json
 import re
 
-# One step of a path: a name, optionally with a bracket index (``base[0]``).
-STEP = re.compile(r"([A-Za-z0-9_]+)(?:\[(\d+)\])?")
+# One step of a path: a name (parameter names hold letters, digits and
+# also "_", "-" or "/"), optionally with a bracket index (``base[0]``).
+STEP = re.compile(r"([^.\[\]]+)(?:\[(\d+)\])?")
 
 Path = list[tuple[str, int | None]]
 

@@ -91,7 +91,12 @@ def test_keys_keep_entry_order_and_ignore_parameter_order():
 
 @pytest.mark.parametrize(
     ("path", "canonical"),
-    [("a.b[00].c", "a.b[0].c"), ("a.b[10]", "a.b[10]"), ("a.SINGLE.1", "a.SINGLE.1")],
+    [
+        ("a.b[00].c", "a.b[0].c"),
+        ("a.b[10]", "a.b[10]"),
+        ("a.SINGLE.1", "a.SINGLE.1"),
+        ("a.I-BF/FF-B.c", "a.I-BF/FF-B.c"),
+    ],
 )
 def test_canonical_paths(path, canonical):
     assert canonical_path(path) == canonical
