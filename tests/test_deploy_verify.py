@@ -145,15 +145,20 @@ def run_verify(project: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_verify_waits_for_a_starting_app(project, backend):
-    backend.mode = "503-then-ok"
-    result = run_verify(
+def verify_while_starting(project: Path, backend, mode: str) -> subprocess.CompletedProcess:
+    """scripts/verify.py against a backend that answers ``mode`` at first."""
+    backend.mode = mode
+    return run_verify(
         project,
         f"--health-url={backend.url}/fn-health",
         f"--api-url={backend.url}",
         "--wait=10",
         "--interval=0.05",
     )
+
+
+def test_verify_waits_for_a_starting_app(project, backend):
+    result = verify_while_starting(project, backend, "503-then-ok")
 
     assert result.returncode == 0, result.stderr
     assert len(backend.requests) == 2 + len(ALL_CHECKS)
@@ -164,14 +169,7 @@ def test_verify_waits_for_a_starting_app(project, backend):
 
 
 def test_verify_waits_for_a_new_url_that_answers_404(project, backend):
-    backend.mode = "404-then-ok"
-    result = run_verify(
-        project,
-        f"--health-url={backend.url}/fn-health",
-        f"--api-url={backend.url}",
-        "--wait=10",
-        "--interval=0.05",
-    )
+    result = verify_while_starting(project, backend, "404-then-ok")
 
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("answered 404") == 2
