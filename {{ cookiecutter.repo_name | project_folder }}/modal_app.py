@@ -1,10 +1,12 @@
-"""Modal wiring: the app, its image and its two web functions.
+"""Modal wiring: the app, its images, its two web functions and its jobs.
 
 Deploy with `make deploy` (it checks the workspace first), never by hand.
 Nothing here knows about households or policies: that is in `api/`.
 """
 
+import logging
 import os
+import re
 from pathlib import Path
 
 import modal
@@ -52,6 +54,14 @@ MAX_CONTAINERS = 10
 # Keep an idle container for five minutes: dashboards send bursts.
 SCALEDOWN_SECONDS = 300
 
+# A job (POST /jobs) runs as a call of its own function, run_job: the same
+# image, memory and warm model, but not the web function's time limit. The
+# backend answers a job past JOB_TIMEOUT_SECONDS with an error; Modal's own
+# timeout, a minute later, is only a backstop.
+JOB_TIMEOUT_SECONDS = 900
+JOB_FUNCTION_TIMEOUT_SECONDS = JOB_TIMEOUT_SECONDS + 60
+JOB_MAX_CONTAINERS = 10
+
 app = modal.App(APP_NAME)
 
 # Both images install exactly what uv.lock pins: the versions the tests ran
@@ -96,6 +106,14 @@ if os.environ.get(WARM_UP_VARIABLE) == "1":
     get_engine().warm_up()
 
 
+# The backend's settings (api/settings.py) that follow from the above.
+BACKEND_ENV: dict[str, str | None] = {
+    "MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB),
+    "MEMORY_RECYCLE_MB": str(MEMORY_RECYCLE_MB),
+    "JOB_TIMEOUT_SECONDS": str(JOB_TIMEOUT_SECONDS),
+}
+
+
 @app.function(
     image=image,
     memory=MEMORY_MB,
@@ -104,10 +122,7 @@ if os.environ.get(WARM_UP_VARIABLE) == "1":
     max_containers=MAX_CONTAINERS,
     scaledown_window=SCALEDOWN_SECONDS,
     enable_memory_snapshot=True,
-    env={
-        "MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB),
-        "MEMORY_RECYCLE_MB": str(MEMORY_RECYCLE_MB),
-    },
+    env=BACKEND_ENV,
     secrets=[modal.Secret.from_name(name) for name in SECRET_NAMES],
 )
 @modal.concurrent(max_inputs=MAX_INPUTS, target_inputs=TARGET_INPUTS)
@@ -115,7 +130,76 @@ if os.environ.get(WARM_UP_VARIABLE) == "1":
 def fastapi_app():
     from api.main import app as api
 
+    api.state.jobs = ModalJobs(run_job)
     return api
+
+
+@app.function(
+    image=image,
+    memory=MEMORY_MB,
+    cpu=CPU_CORES,
+    timeout=JOB_FUNCTION_TIMEOUT_SECONDS,
+    max_containers=JOB_MAX_CONTAINERS,
+    scaledown_window=SCALEDOWN_SECONDS,
+    enable_memory_snapshot=True,
+    env=BACKEND_ENV,
+    secrets=[modal.Secret.from_name(name) for name in SECRET_NAMES],
+)
+async def run_job(request: dict) -> bytes:
+    """One job: the JSON body /calculate would answer for ``request``."""
+    from api import jobs
+    from api.engine import get_engine
+
+    return await jobs.run(get_engine(), request)
+
+
+# A function call's id, as Modal makes them ("fc-" and letters and digits).
+CALL_ID = re.compile(r"fc-[0-9A-Za-z]+")
+
+
+class ModalJobs:
+    """The web function's jobs: each a spawned call of ``run_job``.
+
+    The job id is the call's id, so any container of the web function can
+    answer for any job, and a job survives the container that started it.
+    Modal keeps a call's result for 7 days after it finishes.
+    (``api/jobs.py`` has the interface, and the local stand-in.)
+    """
+
+    def __init__(self, function, from_id=modal.FunctionCall.from_id):
+        self.function = function
+        self.from_id = from_id
+
+    async def submit(self, request: dict) -> str:
+        call = await self.function.spawn.aio(request)
+        return call.object_id
+
+    async def answer(self, job_id: str) -> bytes | None:
+        # Imported here: importing api/ loads the model's package, which
+        # `modal deploy` (importing this file locally) does not need.
+        from api.jobs import UnknownJob, failed
+
+        if not CALL_ID.fullmatch(job_id):
+            raise UnknownJob(job_id)
+        try:
+            return await self.from_id(job_id).get.aio(timeout=0)
+        except TimeoutError:  # Python's own: no answer yet
+            return None
+        except (
+            modal.exception.OutputExpiredError,
+            modal.exception.NotFoundError,
+            modal.exception.InvalidError,
+        ):
+            raise UnknownJob(job_id) from None
+        except modal.exception.FunctionTimeoutError:
+            return failed(
+                504,
+                f"the job did not finish within {JOB_FUNCTION_TIMEOUT_SECONDS} s "
+                "(Modal's timeout for run_job)",
+            )
+        except Exception:
+            logging.getLogger(__name__).exception("job %s failed in Modal", job_id)
+            return failed(500, "internal error; the job's log has the details")
 
 
 @app.function(image=health_image)

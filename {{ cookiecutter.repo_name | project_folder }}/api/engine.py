@@ -7,7 +7,9 @@ Modal wiring (``modal_app.py``) both use the instance from ``get_engine()``.
 
 A request's path: limits (422 at once) -> checks against the model (400)
 -> the answer cache -> the same request already running? wait for it ->
-the worker, within the request's deadline (504 past it).
+the worker, within the request's deadline (504 past it). ``/compare`` takes
+that path twice (current law, then the policy) within one deadline; a job
+(``api/jobs.py``) takes it once, with its own time limit.
 
 Each stage is a trace span (sent to Logfire when it is set up, see
 ``api/logs.py``), and what the request took (the cache? which policy path?
@@ -23,11 +25,12 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from api import calculation
+from api import calculation, comparison
+from api.cache import BytesCache
 from api.examples import EXAMPLE_HOUSEHOLD
 from api.household import fill_household
 from api.logs import configure_logging, note, record_span, tracer
@@ -55,36 +58,13 @@ class CalculationTimeout(Exception):
     """The request passed its deadline; the message says where it was."""
 
 
-class AnswerCache:
-    """Finished answers (JSON bytes) by request, bounded in bytes.
+@dataclass(frozen=True)
+class TimeLimit:
+    """How long a request may take, waiting included, and the setting
+    that says so (named in the 504's message)."""
 
-    Least recently used out first. Holding the encoded bytes makes the bound
-    exact and eviction a plain free: bytes hold no references.
-    """
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._answers: OrderedDict[str, bytes] = OrderedDict()
-
-    def get(self, key: str) -> bytes | None:
-        answer = self._answers.get(key)
-        if answer is not None:
-            self._answers.move_to_end(key)
-        return answer
-
-    def put(self, key: str, answer: bytes) -> None:
-        if len(answer) > self.max_bytes or key in self._answers:
-            return
-        self._answers[key] = answer
-        self.size += len(answer)
-        while self.size > self.max_bytes:
-            _, evicted = self._answers.popitem(last=False)
-            self.size -= len(evicted)
-
-    def clear(self) -> None:
-        self._answers.clear()
-        self.size = 0
+    seconds: float
+    variable: str
 
 
 def encode_answer(result: dict) -> bytes:
@@ -96,7 +76,7 @@ class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._systems: Any = None  # api.systems.TaxBenefitSystems once warm
-        self.answers = AnswerCache(settings.result_cache_mb * MB)
+        self.answers = BytesCache(settings.result_cache_mb * MB)
         self._running: dict[str, asyncio.Future] = {}
         self._warm_up_lock = threading.Lock()
         self._ready = threading.Event()
@@ -115,6 +95,12 @@ class Engine:
     def systems(self):
         self.warm_up()
         return self._systems
+
+    async def baseline(self):
+        """Current law's tax-benefit system, once the model is loaded."""
+        if not self.ready:
+            await asyncio.to_thread(self.warm_up)
+        return self._systems.baseline
 
     def warm_up(self) -> None:
         """Load the country model and run one calculation; safe to call often.
@@ -153,12 +139,52 @@ class Engine:
                 extra={"model": MODEL_VERSION, "warm_up_seconds": round(seconds, 1)},
             )
 
-    async def calculate(self, household: dict, policy: dict | None) -> bytes:
+    def time_limit(self) -> TimeLimit:
+        """The limit of a request answered while the client waits."""
+        return TimeLimit(
+            self.settings.calculation_timeout_seconds, "CALCULATION_TIMEOUT_SECONDS"
+        )
+
+    async def calculate(
+        self, household: dict, policy: dict | None, limit: TimeLimit | None = None
+    ) -> bytes:
         """The answer to ``/calculate`` as JSON bytes.
 
-        Raises RequestProblem (4xx) or CalculationTimeout (504).
+        ``limit`` counts from now, waiting included (``time_limit()`` unless
+        given: jobs have their own). Raises RequestProblem (4xx) or
+        CalculationTimeout (504).
         """
-        deadline = time.monotonic() + self.settings.calculation_timeout_seconds
+        limit = limit or self.time_limit()
+        deadline = time.monotonic() + limit.seconds
+        await self.check(household, policy)
+        return await self._answer(household, policy, deadline, limit)
+
+    async def compare(self, household: dict, policy: dict) -> bytes:
+        """The answer to ``/compare``: the household under current law and
+        under ``policy``, and the change, as JSON bytes.
+
+        Both calculations go through the answer cache, so they share it with
+        ``/calculate`` (a dashboard's baseline is usually cached already),
+        and together they get one request's time limit.
+        """
+        limit = self.time_limit()
+        deadline = time.monotonic() + limit.seconds
+        await self.check(household, policy)
+        answers = [
+            json.loads(await self._answer(household, each, deadline, limit, label))
+            for each, label in ((None, "baseline_answer"), (policy, "reform_answer"))
+        ]
+        baseline, reform = (answer["result"] for answer in answers)
+        result = {
+            "baseline": baseline,
+            "reform": reform,
+            "change": comparison.change(household, baseline, reform),
+        }
+        return encode_answer(result)
+
+    async def check(self, household: dict, policy: dict | None) -> None:
+        """Raise RequestProblem unless the request is within the limits (422)
+        and the model knows everything it names (400)."""
         note(axis_points=axis_points(household))
         with tracer.start_as_current_span("check request"):
             if problems := check_limits(household, policy, self.settings):
@@ -166,6 +192,18 @@ class Engine:
             if not self.ready:
                 await asyncio.to_thread(self.warm_up)
             await asyncio.to_thread(self._check, household, policy)
+
+    async def _answer(
+        self,
+        household: dict,
+        policy: dict | None,
+        deadline: float,
+        limit: TimeLimit,
+        label: str = "answer",
+    ) -> bytes:
+        """The answer to a checked request: from the cache, from the same
+        request already running, or from the worker. ``label`` names the
+        answer's source on the log line."""
         with tracer.start_as_current_span("answer cache lookup") as span:
             # The household's own order is kept: member order decides which
             # person an axis varies, and the answer echoes what was sent.
@@ -179,7 +217,7 @@ class Engine:
             else:
                 source = "calculated"
             span.set_attribute("answer", source)
-            note(answer=source)
+            note(**{label: source})
         if answer is not None:
             return answer
         if running is not None:
@@ -187,7 +225,7 @@ class Engine:
         self._running[key] = future = asyncio.get_running_loop().create_future()
         try:
             answer = await self._run(
-                ("calculate", household, policy), deadline, household
+                ("calculate", household, policy), deadline, limit, household
             )
             self.answers.put(key, answer)
             future.set_result(answer)
@@ -210,7 +248,9 @@ class Engine:
         if problems:
             raise RequestProblem(problems)
 
-    async def _run(self, job: tuple, deadline: float, household: dict) -> bytes:
+    async def _run(
+        self, job: tuple, deadline: float, limit: TimeLimit, household: dict
+    ) -> bytes:
         """Run ``job`` in the worker when it is free, within ``deadline``."""
         if self._worker_lock is None:
             self._worker_lock = asyncio.Lock()
@@ -222,7 +262,9 @@ class Engine:
         except TimeoutError:
             waited = time.monotonic() - arrived
             note(worker_wait_ms=round(waited * 1000, 1))
-            raise CalculationTimeout(self._timeout_message(household, waited)) from None
+            raise CalculationTimeout(
+                self._timeout_message(limit, household, waited)
+            ) from None
         waited = time.monotonic() - arrived
         note(worker_wait_ms=round(waited * 1000, 1))
         try:
@@ -231,7 +273,9 @@ class Engine:
                 if reply[0] == "ok":
                     self._record(reply[2])
         except TimedOut:
-            raise CalculationTimeout(self._timeout_message(household, waited)) from None
+            raise CalculationTimeout(
+                self._timeout_message(limit, household, waited)
+            ) from None
         except OutOfMemory as error:
             raise RequestProblem(
                 [
@@ -267,9 +311,9 @@ class Engine:
         loop = asyncio.get_running_loop()
         return loop.time() + (deadline - time.monotonic())
 
-    def _timeout_message(self, household: dict, waited: float) -> str:
-        limit = self.settings.calculation_timeout_seconds
-        message = f"the calculation did not finish within {limit:g} s (CALCULATION_TIMEOUT_SECONDS)"
+    @staticmethod
+    def _timeout_message(limit: TimeLimit, household: dict, waited: float) -> str:
+        message = f"the calculation did not finish within {limit.seconds:g} s ({limit.variable})"
         if waited >= 1:
             message += f", {waited:.0f} s of it waiting for earlier calculations"
         if household.get("axes"):

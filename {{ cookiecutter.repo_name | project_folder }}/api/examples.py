@@ -35,6 +35,10 @@ EXAMPLE_HOUSEHOLD = {
 EXAMPLE_POLICY = {
     "gov.irs.credits.ctc.amount.base[0].amount": {"2025-01-01.2100-12-31": 3000}
 }
+# For GET /parameters/{name} and GET /variables/{name}.
+EXAMPLE_PARAMETER = "gov.irs.credits.ctc.amount.base[0].amount"
+EXAMPLE_PARAMETER_GROUP = "gov.irs.credits.ctc.amount"
+EXAMPLE_VARIABLE = "ctc"
 {%- else -%}
 EXAMPLE_HOUSEHOLD = {
     "people": {
@@ -58,4 +62,8 @@ EXAMPLE_HOUSEHOLD = {
 EXAMPLE_POLICY = {
     "gov.hmrc.income_tax.rates.uk[0].rate": {"2025-01-01.2100-12-31": 0.22}
 }
+# For GET /parameters/{name} and GET /variables/{name}.
+EXAMPLE_PARAMETER = "gov.hmrc.income_tax.rates.uk[0].rate"
+EXAMPLE_PARAMETER_GROUP = "gov.hmrc.income_tax.rates"
+EXAMPLE_VARIABLE = "universal_credit"
 {%- endif %}

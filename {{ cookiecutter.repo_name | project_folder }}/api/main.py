@@ -13,9 +13,10 @@ import logging
 import threading
 import time
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -24,13 +25,29 @@ from opentelemetry import trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import logs
-from api.engine import MODEL_VERSION, PACKAGE_VERSION, CalculationTimeout, get_engine
+from api.engine import (
+    MB,
+    MODEL_VERSION,
+    PACKAGE_VERSION,
+    CalculationTimeout,
+    get_engine,
+)
+from api.examples import EXAMPLE_PARAMETER, EXAMPLE_PARAMETER_GROUP, EXAMPLE_VARIABLE
+from api.jobs import Jobs, LocalJobs, TooManyJobs, UnknownJob
+from api.metadata import ModelMetadata, NotFound
 from api.models import (
     CALCULATE_EXAMPLES,
+    COMPARE_EXAMPLES,
     CalculateRequest,
     CalculateResponse,
+    CompareRequest,
+    CompareResponse,
     ErrorResponse,
     HealthResponse,
+    JobAccepted,
+    JobStatus,
+    ParameterResponse,
+    VariableResponse,
 )
 from api.settings import APP_NAME, COUNTRY, COUNTRY_PACKAGE, get_settings
 from api.validation import RequestProblem, problem, summarise
@@ -39,6 +56,7 @@ logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("api.access")
 settings = get_settings()
 engine = get_engine()
+metadata = ModelMetadata(settings.metadata_cache_mb * MB)
 
 # "policyengine-us/2.68.0": which model (and version) made the answer.
 MODEL_HEADER = "PolicyEngine-Model"
@@ -50,6 +68,8 @@ async def lifespan(app: FastAPI):
     # ready) at once. On Modal this is already done before the snapshot.
     threading.Thread(target=engine.warm_up, name="warm-up", daemon=True).start()
     yield
+    if isinstance(app.state.jobs, LocalJobs):
+        app.state.jobs.close()
     engine.close()
 
 
@@ -59,6 +79,9 @@ app = FastAPI(
     version="0.1.0",
     lifespan=lifespan,
 )
+# Where jobs run: in this process (make dev, tests); modal_app.py swaps in
+# its spawned Modal function calls.
+app.state.jobs = LocalJobs(engine)
 app.add_middleware(
     CORSMiddleware,
     allow_origins=list(settings.cors_allow_origins),
@@ -84,6 +107,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "Request does not match the schema, or is over a limit.",
     },
     504: {"model": ErrorResponse, "description": "Calculation over its time limit."},
+}
+SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{status: ERRORS[status] for status in (400, 408, 413, 422)},
+    429: {"model": ErrorResponse, "description": "Too many jobs waiting (local only)."},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such name in the model."},
 }
 
 
@@ -278,6 +308,11 @@ async def calculation_timeout(request: Request, exc: CalculationTimeout):
     return error(504, str(exc))
 
 
+@app.exception_handler(TooManyJobs)
+async def too_many_jobs(request: Request, exc: TooManyJobs):
+    return error(429, str(exc))
+
+
 @app.exception_handler(StarletteHTTPException)
 async def http_error(request: Request, exc: StarletteHTTPException):
     # Keep the headers: a 405 must say which methods are allowed (Allow).
@@ -305,8 +340,9 @@ def openapi_with_nulls() -> dict:
     """
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
-        request = schema["components"]["schemas"]["CalculateRequest"]
-        request["examples"] = CALCULATE_EXAMPLES
+        schemas = schema["components"]["schemas"]
+        schemas["CalculateRequest"]["examples"] = CALCULATE_EXAMPLES
+        schemas["CompareRequest"]["examples"] = COMPARE_EXAMPLES
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -336,4 +372,90 @@ async def calculate(request: CalculateRequest) -> Response:
     # Only what was sent: the answer echoes the request with nulls filled.
     household = request.household.model_dump(exclude_unset=True)
     answer = await engine.calculate(household, request.policy)
+    return Response(answer, media_type="application/json")
+
+
+@app.post("/compare", response_model=CompareResponse, responses=ERRORS)
+async def compare(request: CompareRequest) -> Response:
+    """The household under current law and under the policy, and the change
+    (reform minus baseline) in each value it asks for."""
+    household = request.household.model_dump(exclude_unset=True)
+    answer = await engine.compare(household, request.policy)
+    return Response(answer, media_type="application/json")
+
+
+@app.post("/jobs", status_code=202, response_model=JobAccepted, responses=SUBMIT_ERRORS)
+async def submit_job(request: CalculateRequest, http: Request) -> JSONResponse:
+    """Start a /calculate that runs for up to JOB_TIMEOUT_SECONDS; ask
+    GET /jobs/{job_id} for its answer. A bad request is refused here, at
+    once, as /calculate would refuse it."""
+    household = request.household.model_dump(exclude_unset=True)
+    await engine.check(household, request.policy)
+    jobs: Jobs = http.app.state.jobs
+    job_id = await jobs.submit({"household": household, "policy": request.policy})
+    logs.note(job_id=job_id)
+    return JSONResponse(
+        status_code=202,
+        content=JobAccepted(job_id=job_id).model_dump(),
+        headers={"Location": f"/jobs/{job_id}"},
+    )
+
+
+@app.get("/jobs/{job_id}", response_model=JobStatus, responses=NOT_FOUND)
+async def job_status(job_id: str, http: Request) -> Response:
+    """ "pending" until the job is done; then exactly what /calculate would
+    have answered ("ok" with the result, or "error" with its message)."""
+    jobs: Jobs = http.app.state.jobs
+    try:
+        answer = await jobs.answer(job_id)
+    except UnknownJob:
+        message = "unknown job, or its answer is no longer kept"
+        return error(404, message, [problem(("path", "job_id"), message)])
+    if answer is None:
+        return JSONResponse(content=JobStatus(status="pending").model_dump())
+    return Response(answer, media_type="application/json")
+
+
+@app.get(
+    "/parameters/{name:path}", response_model=ParameterResponse, responses=NOT_FOUND
+)
+async def parameter(
+    name: Annotated[
+        str,
+        Path(
+            description="A parameter or group, in the syntax of policies.",
+            openapi_examples={
+                "parameter": {"value": EXAMPLE_PARAMETER},
+                "group": {"value": EXAMPLE_PARAMETER_GROUP},
+            },
+        ),
+    ],
+    day: Annotated[
+        date | None,
+        Query(alias="date", description="YYYY-MM-DD; today if left out."),
+    ] = None,
+) -> Response:
+    """A parameter's label, description, unit and value under current law on
+    a date; for a group, its children's names."""
+    system = await engine.baseline()
+    try:
+        answer = metadata.parameter(system, name, day or date.today())
+    except NotFound as exc:
+        return error(404, str(exc), [problem(("path", "name"), str(exc))])
+    return Response(answer, media_type="application/json")
+
+
+@app.get("/variables/{name}", response_model=VariableResponse, responses=NOT_FOUND)
+async def variable(
+    name: Annotated[
+        str, Path(openapi_examples={"variable": {"value": EXAMPLE_VARIABLE}})
+    ],
+) -> Response:
+    """A variable's label, description, unit, entity and type; an Enum's
+    possible values."""
+    system = await engine.baseline()
+    try:
+        answer = metadata.variable(system, name)
+    except NotFound as exc:
+        return error(404, str(exc), [problem(("path", "name"), str(exc))])
     return Response(answer, media_type="application/json")

@@ -85,6 +85,7 @@ CALCULATE_EXAMPLES: Any = [
     {"household": EXAMPLE_HOUSEHOLD},
     {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY},
 ]
+COMPARE_EXAMPLES: Any = [{"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY}]
 
 
 class CalculateRequest(BaseModel):
@@ -100,12 +101,112 @@ class CalculateRequest(BaseModel):
     )
 
 
+class CompareRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": COMPARE_EXAMPLES},
+    )
+
+    household: Household
+    policy: Policy = Field(
+        description="The reform to compare with current law: parameter name -> {'start.stop': value}.",
+    )
+
+
 class CalculateResponse(BaseModel):
     status: Literal["ok"] = "ok"
     message: str | None = None
     result: dict[str, Any] = Field(
         description="The household with every null filled in."
     )
+
+
+class Comparison(BaseModel):
+    baseline: dict[str, Any] = Field(description="The household under current law.")
+    reform: dict[str, Any] = Field(description="The household under the policy.")
+    change: dict[str, Any] = Field(
+        description="The household with reform minus baseline for each requested "
+        "value (point by point for axes; null where a value is not a number)."
+    )
+
+
+class CompareResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    message: str | None = None
+    result: Comparison
+
+
+class JobAccepted(BaseModel):
+    status: Literal["pending"] = "pending"
+    message: str | None = None
+    result: None = None
+    job_id: str = Field(description="Ask GET /jobs/{job_id} for the answer.")
+
+
+class JobStatus(BaseModel):
+    status: Literal["pending", "ok", "error"]
+    message: str | None = Field(
+        default=None, description="For an error: what /calculate would have said."
+    )
+    result: dict[str, Any] | None = Field(
+        default=None, description="Once ok: what /calculate returns for the request."
+    )
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="For an error: each problem, with its location."
+    )
+    status_code: int | None = Field(
+        default=None,
+        description="For an error: the HTTP status /calculate would have answered.",
+    )
+
+
+class ParameterInfo(BaseModel):
+    name: str
+    label: str | None
+    description: str | None
+    unit: str | None = Field(default=None, description="A parameter's unit.")
+    date: str | None = Field(
+        default=None,
+        description="A parameter's value is the one in force on this date.",
+    )
+    value: Any = Field(
+        default=None,
+        description="A parameter's value (null before its first date; "
+        "infinite amounts as the strings Infinity and -Infinity).",
+    )
+    children: list[str] | None = Field(
+        default=None, description="A group's parameters and groups, by full name."
+    )
+
+
+class ParameterResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    message: str | None = None
+    result: ParameterInfo
+
+
+class PossibleValue(BaseModel):
+    value: str = Field(description="What a household sends and gets back.")
+    label: str
+
+
+class VariableInfo(BaseModel):
+    name: str
+    label: str | None
+    description: str | None
+    unit: str | None
+    entity: str = Field(description="Whose value it is: person, household, ...")
+    value_type: str = Field(description="float, int, bool, str, Enum or date.")
+    definition_period: str = Field(description="year, month, day or eternity.")
+    possible_values: list[PossibleValue] | None = Field(
+        description="An Enum's items; null for other types."
+    )
+
+
+class VariableResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    message: str | None = None
+    result: VariableInfo
 
 
 class ErrorResponse(BaseModel):

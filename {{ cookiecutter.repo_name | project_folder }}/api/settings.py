@@ -75,6 +75,18 @@ class Settings(BaseSettings):
 
     # Finished answers kept by exact request, in megabytes of JSON.
     result_cache_mb: int = Field(64, ge=0)
+    # Answers of /parameters and /variables, in megabytes of JSON.
+    metadata_cache_mb: int = Field(8, ge=0)
+
+    # A job (POST /jobs) gets this long from submission to answer. On Modal
+    # it runs in a function of its own, whose timeout modal_app.py sets
+    # from this; locally it also waits behind other requests.
+    job_timeout_seconds: float = Field(900.0, gt=0)
+    # Local jobs only (make dev, tests): answers kept, in megabytes of JSON,
+    # newest first, and jobs allowed to wait at once (429 past that). On
+    # Modal, Modal keeps each job's answer for 7 days.
+    job_results_mb: int = Field(64, ge=1)
+    max_pending_jobs: int = Field(20, gt=0)
     # Reformed tax-benefit systems kept by the calculation worker, least
     # recently used out first.
     policy_cache_size: int = Field(32, ge=1)

@@ -6,6 +6,7 @@ policyengine itself rather than against numbers pasted into a test.
 """
 
 import copy
+import importlib
 import os
 
 import pytest
@@ -40,10 +41,45 @@ def client(engine):
 
 
 @pytest.fixture(scope="session")
-def country_package():
-    import importlib
+def modal_app():
+    """modal_app.py, imported as `modal deploy` imports it. Deprecated Modal
+    APIs are errors here, so they are replaced before Modal removes them."""
+    import sys
+    import warnings
 
+    import modal
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", modal.exception.DeprecationError)
+        sys.modules.pop("modal_app", None)
+        return importlib.import_module("modal_app")
+
+
+@pytest.fixture
+def web_function_app(modal_app, engine):
+    """The app as Modal's web function serves it (``fastapi_app``).
+
+    It is this process's one app, and the web function gives it Modal's
+    jobs: the local ones are put back afterwards for the other tests.
+    """
+    from api.main import app
+
+    local_jobs = app.state.jobs
+    yield modal_app.fastapi_app.local()
+    app.state.jobs = local_jobs
+
+
+@pytest.fixture(scope="session")
+def country_package():
     return importlib.import_module(f"policyengine_{COUNTRY}")
+
+
+@pytest.fixture(scope="session")
+def reference_system(country_package):
+    """Current law as policyengine's own Simulation builds it."""
+    from api.examples import EXAMPLE_HOUSEHOLD
+
+    return country_package.Simulation(situation=EXAMPLE_HOUSEHOLD).tax_benefit_system
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,11 @@
 """The Modal app imports offline, with current APIs, and is wired as intended."""
 
-import importlib
 import inspect
 import re
 import shutil
 import subprocess
 import sys
 import tomllib
-import warnings
 from pathlib import Path
 
 import modal
@@ -19,16 +17,6 @@ from modal._utils.async_utils import synchronizer
 from api.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def modal_app():
-    # Deprecated Modal APIs are errors here, so they are replaced before
-    # Modal removes them.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", modal.exception.DeprecationError)
-        sys.modules.pop("modal_app", None)
-        return importlib.import_module("modal_app")
 
 
 def test_app_is_named_after_the_repository(modal_app):
@@ -45,7 +33,7 @@ def test_backend_function_settings(modal_app):
     # The function's env= arrives as a secret made from a dict.
     assert sorted(info.secrets) == sorted(
         [f"modal.Secret.from_name({name!r})" for name in modal_app.SECRET_NAMES]
-        + ["Secret.from_dict([MEMORY_LIMIT_MB, MEMORY_RECYCLE_MB])"]
+        + [f"Secret.from_dict([{', '.join(modal_app.BACKEND_ENV)}])"]
     )
 
 
@@ -59,10 +47,8 @@ def test_memory_limits_follow_the_container_size(modal_app):
     assert defaults["memory_recycle_mb"].default == modal_app.MEMORY_RECYCLE_MB
 
 
-def test_backend_serves_the_api(modal_app, engine):
-    api = modal_app.fastapi_app.local()
-
-    with TestClient(api) as client:
+def test_backend_serves_the_api(web_function_app):
+    with TestClient(web_function_app) as client:
         assert client.get("/health").json()["status"] == "ok"
 
 

@@ -1,0 +1,170 @@
+"""POST /jobs and GET /jobs/{job_id}: a /calculate collected later.
+
+Here jobs run in-process (``LocalJobs``), as in ``make dev``; the Modal
+wiring that spawns them is tested in tests/test_modal_app.py.
+"""
+
+import asyncio
+import copy
+import json
+import time
+
+import pytest
+
+from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from api.jobs import LocalJobs, TooManyJobs, UnknownJob
+from api.settings import Settings
+from tests.conftest import assert_same_values
+
+
+def household_with_income(income: int) -> dict:
+    """A household no other test asks for, so its job really calculates."""
+    household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
+    household["people"]["parent"]["employment_income"] = {"2025": income}
+    return household
+
+
+def finished(client, job_id: str) -> dict:
+    """The job's final body. Polls as a frontend would; the bound only
+    stops a job that never ends from hanging the suite."""
+    for _ in range(36_000):
+        response = client.get(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        if response.json()["status"] != "pending":
+            return response.json()
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still pending")
+
+
+def test_a_jobs_answer_is_what_calculate_answers(client, reference):
+    household = household_with_income(41_234)
+    body = {"household": household, "policy": EXAMPLE_POLICY}
+
+    submitted = client.post("/jobs", json=body)
+
+    assert submitted.status_code == 202, submitted.text
+    accepted = submitted.json()
+    assert accepted["status"] == "pending" and accepted["result"] is None
+    assert submitted.headers["location"] == f"/jobs/{accepted['job_id']}"
+    answer = finished(client, accepted["job_id"])
+    assert answer == client.post("/calculate", json=body).json()
+    assert answer["status"] == "ok"
+    assert_same_values(answer["result"], reference(household, EXAMPLE_POLICY))
+
+
+{% if cookiecutter.country == "us" -%}
+def test_a_failed_job_says_what_calculate_says(client):
+    # A year the model has no parameters for: refused by the model itself,
+    # so only once the job runs.
+    household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
+    household["tax_units"]["tax_unit"]["income_tax"] = {"2001": None}
+    body = {"household": household}
+
+    submitted = client.post("/jobs", json=body)
+    direct = client.post("/calculate", json=body)
+
+    assert submitted.status_code == 202, submitted.text
+    assert direct.status_code == 400
+    answer = finished(client, submitted.json()["job_id"])
+    assert answer["status"] == "error" and answer["result"] is None
+    assert answer["status_code"] == direct.status_code
+    assert answer["message"] == direct.json()["message"]
+    assert answer["errors"] == direct.json()["errors"]
+
+
+{% endif -%}
+def test_a_bad_job_is_refused_at_once(client):
+    household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
+    household["people"]["parent"]["salary"] = {"2025": 1}
+
+    submitted = client.post("/jobs", json={"household": household})
+    direct = client.post("/calculate", json={"household": household})
+
+    assert submitted.status_code == direct.status_code == 400
+    assert submitted.json() == direct.json()
+
+
+def test_limits_apply_to_jobs(client, engine):
+    household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
+    household["people"].update(
+        {
+            f"person_{i}": {"age": {"2025": 30}}
+            for i in range(engine.settings.max_people)
+        }
+    )
+
+    submitted = client.post("/jobs", json={"household": household})
+
+    assert submitted.status_code == 422
+    assert "MAX_PEOPLE" in submitted.json()["message"]
+
+
+def test_a_job_has_its_own_time_limit(client, engine, monkeypatch):
+    # Past JOB_TIMEOUT_SECONDS a job ends with the 504 /calculate would give.
+    monkeypatch.setattr(
+        engine,
+        "settings",
+        engine.settings.model_copy(update={"job_timeout_seconds": 1e-6}),
+    )
+
+    submitted = client.post("/jobs", json={"household": household_with_income(41_999)})
+
+    assert submitted.status_code == 202, submitted.text
+    answer = finished(client, submitted.json()["job_id"])
+    assert answer["status"] == "error" and answer["status_code"] == 504
+    assert "JOB_TIMEOUT_SECONDS" in answer["message"]
+
+
+def test_an_unknown_job_is_a_404(client):
+    response = client.get("/jobs/local-0123456789abcdef")
+
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["loc"] == ["path", "job_id"]
+
+
+class SlowEngine:
+    """Stands in for the engine to test LocalJobs' bookkeeping alone: each
+    calculation waits until the test lets it finish."""
+
+    def __init__(self, **settings):
+        self.settings = Settings(**settings)
+        self.release = asyncio.Event()
+
+    async def calculate(self, household, policy, limit):
+        await self.release.wait()
+        return json.dumps({"status": "ok", "result": household}).encode()
+
+
+def test_local_jobs_are_bounded_while_they_wait():
+    async def scenario():
+        engine = SlowEngine(max_pending_jobs=2)
+        jobs = LocalJobs(engine)
+        first = await jobs.submit({"household": {"n": 1}})
+        await jobs.submit({"household": {"n": 2}})
+        with pytest.raises(TooManyJobs, match="MAX_PENDING_JOBS"):
+            await jobs.submit({"household": {"n": 3}})
+        assert await jobs.answer(first) is None  # pending
+        engine.release.set()
+        for _ in range(100):  # let both jobs finish
+            await asyncio.sleep(0)
+        assert json.loads(await jobs.answer(first))["result"] == {"n": 1}
+        await jobs.submit({"household": {"n": 3}})  # room again
+
+    asyncio.run(scenario())
+
+
+def test_local_job_answers_are_bounded_in_bytes():
+    async def scenario():
+        engine = SlowEngine(job_results_mb=1)
+        engine.release.set()
+        jobs = LocalJobs(engine)
+        big = "x" * 300_000
+        ids = [await jobs.submit({"household": {"n": i, "pad": big}}) for i in range(5)]
+        for _ in range(100):
+            await asyncio.sleep(0)
+        # 1 MB keeps the newest three answers; the oldest are gone.
+        with pytest.raises(UnknownJob):
+            await jobs.answer(ids[0])
+        assert json.loads(await jobs.answer(ids[-1]))["result"]["n"] == 4
+
+    asyncio.run(scenario())
