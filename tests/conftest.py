@@ -5,6 +5,15 @@ Rendering is cheap; installing and importing a country model is not
 country and Python version gets one virtual environment under .cache/, made
 by the rendered project's own `make install` (exactly its uv.lock) and
 reused by every test and every run.
+
+Bakes go through pytest-cookies (the `cookies` and `cookies_session`
+fixtures; `baked()` turns a result into its folder): each bake gets its own
+output folder and cookiecutter a config of its own, so no replay or user
+config of the machine is read or written. `bake()` calls cookiecutter
+directly where pytest-cookies does not fit: a bake refused while the answers
+are rendered (pytest-cookies renders them once itself before it calls
+cookiecutter, which then never runs), and the slow rendered suites of
+test_rendered_suite.py, left as they were.
 """
 
 import importlib.util
@@ -24,8 +33,23 @@ CACHE = TEMPLATE / ".cache"
 DEFAULTS = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 
 
+def pytest_configure(config):
+    # pytest-cookies bakes its --template, by default the folder pytest was
+    # started from; this template is the one to bake, wherever that was.
+    config.option.template = str(TEMPLATE)
+
+
+def baked(result) -> Path:
+    """The folder of a pytest-cookies bake, or the bake's own error."""
+    if result.exception is not None:
+        raise result.exception
+    assert result.exit_code == 0
+    return result.project_path
+
+
 def bake(output_dir: Path, **answers) -> Path:
-    """Render the template with these answers; returns the project folder."""
+    """Render the template with these answers by calling cookiecutter itself;
+    returns the project folder, raises what cookiecutter raises."""
     return Path(
         cookiecutter(
             str(TEMPLATE),
@@ -56,8 +80,8 @@ def post_gen():
 
 
 @pytest.fixture(scope="session")
-def default_project(tmp_path_factory) -> Path:
-    return bake(tmp_path_factory.mktemp("default"))
+def default_project(cookies_session) -> Path:
+    return baked(cookies_session.bake())
 
 
 def run(command: list[str], cwd: Path, env: dict | None = None, timeout: float = 900):
@@ -103,9 +127,9 @@ def run_rendered_suite(
 
 
 @pytest.fixture(scope="session")
-def project(tmp_path_factory) -> Path:
+def project(cookies_session) -> Path:
     """One rendered project for the deploy tests; tests must not change it."""
-    return bake(tmp_path_factory.mktemp("deploy"))
+    return baked(cookies_session.bake())
 
 
 @pytest.fixture

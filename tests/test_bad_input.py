@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 import shutil
 import sys
 import tomllib
@@ -11,7 +12,6 @@ import pytest
 import yaml
 from cookiecutter.environment import StrictEnvironment
 from cookiecutter.exceptions import FailedHookException, UndefinedVariableInTemplate
-from cookiecutter.main import cookiecutter
 from jinja2 import StrictUndefined
 from jinja2.exceptions import UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -51,25 +51,33 @@ BAD_NAMES = {
 }
 
 
+def left_behind(output: Path) -> list[str]:
+    """What failed `cookies` bakes left in pytest-cookies' output folder
+    (tmp_path/cookies): anything but its empty bakeNN folders, one a bake."""
+    paths = (path.relative_to(output).as_posix() for path in output.rglob("*"))
+    return [path for path in paths if not re.fullmatch(r"bake\d+", path)]
+
+
 @pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES.keys())
-def test_bad_name_stops_generation_and_leaves_nothing(tmp_path, capfd, name):
-    output = tmp_path / "out"
-    output.mkdir()
+def test_bad_name_stops_generation_and_leaves_nothing(cookies, tmp_path, capfd, name):
+    result = cookies.bake(extra_context={"repo_name": name})
 
-    with pytest.raises(FailedHookException):
-        bake(output, repo_name=name)
-
+    assert result.exit_code != 0
+    assert isinstance(result.exception, FailedHookException)
+    assert result.project_path is None
+    # The hook runs as a subprocess: its message is on file descriptor 2.
     err = capfd.readouterr().err
     assert f"ERROR: repo_name {json.dumps(name)}" in err or (
         name == "" and "ERROR: repo_name is empty" in err
     ), err
     assert "Try repo_name=" in err
-    assert list(output.iterdir()) == []
-    assert not (tmp_path / "escape").exists()
+    # "../escape" would land beside bake00, still inside cookies/.
+    assert left_behind(tmp_path / "cookies") == []
 
 
 def run_cli(output: Path, answer: str, env: dict | None = None):
-    """Cookiecutter's own command line, as a person runs it, with one answer."""
+    """Cookiecutter's own command line, as a person runs it, with one answer
+    (pytest-cookies calls the Python API: what the CLI prints is seen only here)."""
     output.mkdir()
     cookiecutter_cli = str(Path(sys.executable).with_name("cookiecutter"))
     return run(
@@ -104,6 +112,10 @@ HOSTILE = [
 ]
 
 
+# Direct cookiecutter calls from here on where the answers themselves are
+# refused: pytest-cookies renders the answers once itself before it calls
+# cookiecutter, so such a refusal would come from that first pass, cookiecutter
+# would never run, and "nothing is left behind" could not fail.
 @pytest.mark.parametrize("text", HOSTILE)
 @pytest.mark.parametrize("key", ["project_name", "description"])
 def test_hostile_text_renders_safely_or_is_refused(tmp_path, key, text):
@@ -240,7 +252,7 @@ def test_cli_refuses_injection_without_a_traceback(tmp_path, name):
 
 
 @pytest.mark.parametrize("where", ["file", "hook"])
-def test_template_files_and_hooks_are_sandboxed_too(tmp_path, monkeypatch, where):
+def test_template_files_and_hooks_are_sandboxed_too(cookies, tmp_path, monkeypatch, where):
     """The same sandbox renders the template's own files and hooks."""
     monkeypatch.setenv(SECRET_VARIABLE, SECRET)
     template = tmp_path / "template"
@@ -252,15 +264,13 @@ def test_template_files_and_hooks_are_sandboxed_too(tmp_path, monkeypatch, where
     else:
         hook = template / "hooks" / "pre_gen_project.py"
         hook.write_text(f"# {LEAKS['format-globals']}\n{hook.read_text()}")
-    output = tmp_path / "out"
-    output.mkdir()
+    result = cookies.bake(template=str(template))
 
-    with pytest.raises((UndefinedVariableInTemplate, UndefinedError)) as refused:
-        cookiecutter(str(template), no_input=True, output_dir=str(output), default_config=True)
-
-    assert "is not allowed in a template" in str(refused.value)
-    assert list(output.iterdir()) == []
-    assert_no_secret_anywhere(output, str(refused.value))
+    assert result.exit_code != 0
+    assert isinstance(result.exception, (UndefinedVariableInTemplate, UndefinedError))
+    assert "is not allowed in a template" in str(result.exception)
+    assert left_behind(tmp_path / "cookies") == []
+    assert_no_secret_anywhere(tmp_path / "cookies", str(result.exception))
 
 
 def sandboxed_environment():

@@ -13,9 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import bake
+from tests.conftest import baked
 
-COMBINATIONS = [
+# Every combination of the answers that change what is rendered, as
+# cookiecutter-django lists its SUPPORTED_COMBINATIONS. Each is baked once, by
+# a module-scoped fixture rather than in each test: the tests below only read
+# the project, and one bake per test would be ten times the bakes.
+SUPPORTED_COMBINATIONS = [
     {"country": country, "python_version": version, "modal_secrets": secrets}
     for country, version, secrets in itertools.product(
         ["us", "uk"], ["3.12", "3.13"], ["", "policyengine-logfire, gcp-credentials"]
@@ -31,10 +35,16 @@ def combination_id(answers: dict) -> str:
     return f"{answers['country']}-py{answers['python_version']}-{secrets}"
 
 
-@pytest.fixture(scope="module", params=COMBINATIONS, ids=combination_id)
-def project(request, tmp_path_factory) -> tuple[Path, dict]:
-    answers = request.param
-    return bake(tmp_path_factory.mktemp("bake"), **answers), answers
+@pytest.fixture(scope="module", params=SUPPORTED_COMBINATIONS, ids=combination_id)
+def baked_combination(request, cookies_session):
+    """The pytest-cookies result of one combination, with its answers."""
+    return cookies_session.bake(extra_context=request.param), request.param
+
+
+@pytest.fixture
+def project(baked_combination) -> tuple[Path, dict]:
+    result, answers = baked_combination
+    return baked(result), answers
 
 
 def project_files(root: Path):
@@ -43,9 +53,12 @@ def project_files(root: Path):
     return [p for p in root.rglob("*") if p.is_file() and not caches & set(p.parts)]
 
 
-def test_folder_is_named_after_the_app(project):
-    root, _ = project
-    assert root.name == "salt-cap-calculator"
+def test_project_generation(baked_combination):
+    result, _ = baked_combination
+    assert result.exit_code == 0
+    assert result.exception is None
+    assert result.project_path.name == "salt-cap-calculator"
+    assert result.project_path.is_dir()
 
 
 def lines_matching(root: Path, pattern: re.Pattern) -> list[tuple[str, str]]:

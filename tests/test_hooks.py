@@ -6,7 +6,7 @@ import random
 import pytest
 from cookiecutter.environment import StrictEnvironment
 
-from tests.conftest import DEFAULTS, bake
+from tests.conftest import DEFAULTS, baked
 
 VALID_ANSWERS = {
     "project_name": "P",
@@ -90,8 +90,8 @@ def test_secret_names_and_none(pre_gen, raw, names):
 
 
 @pytest.mark.parametrize("raw", ["none", "policyengine-logfire, gcp-credentials"])
-def test_modal_app_attaches_the_secrets_named(pre_gen, tmp_path, raw):
-    project = bake(tmp_path, modal_secrets=raw)
+def test_modal_app_attaches_the_secrets_named(pre_gen, cookies, raw):
+    project = baked(cookies.bake(extra_context={"modal_secrets": raw}))
     text = (project / "modal_app.py").read_text()
     for name in pre_gen.parse_secret_names(raw):
         assert f'    "{name}",\n' in text
@@ -287,8 +287,11 @@ def test_generic_project_name_is_refused_with_a_name_that_passes(pre_gen, projec
     assert pre_gen.check_repo_name(suggestion) == []
 
 
-def test_long_project_name_renders_with_the_default_repo_name(tmp_path):
-    project = bake(tmp_path, project_name="Child Tax Credit Explorer for Families 2026")
+def test_long_project_name_renders_with_the_default_repo_name(cookies):
+    result = cookies.bake(
+        extra_context={"project_name": "Child Tax Credit Explorer for Families 2026"}
+    )
+    project = baked(result)
     assert project.name == "child-tax-credit-explorer"
     assert (project / "Makefile").is_file()
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import bake
+from tests.conftest import baked
 from tests.deploy_support import logical_lines, make
 
 
@@ -64,9 +64,9 @@ def test_deploy_refuses_secret_files_in_shipped_code(project_copy, modal):
     [{}, {"country": "uk", "modal_secrets": "policyengine-logfire, huggingface-token"}],
     ids=["us", "uk-secrets"],
 )
-def test_rendered_projects_pass_the_local_checks(tmp_path, answers):
+def test_rendered_projects_pass_the_local_checks(cookies, answers):
     """The secret and app-name checks do not refuse the template's own code."""
-    rendered = bake(tmp_path, **answers)
+    rendered = baked(cookies.bake(extra_context=answers))
     for target in ("check-secrets", "check-app", "check-lock"):
         result = make(rendered, target)
         assert result.returncode == 0, result.output

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import TEMPLATE, bake
+from tests.conftest import TEMPLATE, baked
 from tests.deploy_support import MODAL_RUN, logical_lines
 
 SOURCE = TEMPLATE / "{{ cookiecutter.repo_name | project_folder }}" / "Makefile"
@@ -18,8 +18,9 @@ def makefile(project) -> str:
     return (project / "Makefile").read_text()
 
 
-def test_makefile_fills_in_every_placeholder(tmp_path):
-    text = (bake(tmp_path, repo_name="child-benefit-explorer") / "Makefile").read_text()
+def test_makefile_fills_in_every_placeholder(cookies):
+    project = baked(cookies.bake(extra_context={"repo_name": "child-benefit-explorer"}))
+    text = (project / "Makefile").read_text()
 
     assert "override APP := child-benefit-explorer" in text
     assert "override WORKSPACE := policyengine" in text
