@@ -22,6 +22,10 @@ Commands (``python3 scripts/deploy_gate.py COMMAND --help`` for options):
   vercel-env     print the commands that point the Vercel frontend at one
 """
 
+# The gate runs on the machine's python3, which may be older than the
+# project's Python (macOS ships 3.9): annotations stay unevaluated.
+from __future__ import annotations
+
 import argparse
 import fnmatch
 import os
