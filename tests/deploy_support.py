@@ -11,6 +11,10 @@ The Makefile is run with ``MODAL=<stand-in>`` and, for verification,
 ``HEALTH_URL``/``API_URL`` pointing at that server. The fixtures
 (``project``, ``project_copy``, ``modal``, ``backend``) are in conftest.py.
 
+The checks themselves are the rendered project's scripts/deploy_gate.py
+(unit-tested by its own tests/test_deploy_gate.py); these tests drive them
+through make, as an engineer would.
+
 The tests, by concern:
 - test_gate.py: the workspace gate, tokens, make flags, overrides;
 - test_environments.py: ENV, make url, make vercel-env;

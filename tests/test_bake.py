@@ -97,6 +97,7 @@ def test_expected_files_exist(project):
         ".cruft.json",
         "bench/bench.py",
         "scripts/verify.py",
+        "scripts/deploy_gate.py",
         ".github/workflows/test.yml",
         ".github/workflows/deploy.yml",
         ".github/workflows/health.yml",

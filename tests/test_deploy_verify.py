@@ -69,7 +69,7 @@ def test_deploy_fails_when_verification_fails(project, modal, backend, mode):
     assert "Deployed and verified" not in result.output
 
 
-@pytest.mark.parametrize("override", ["VERIFY=true", "VERIFY="])
+@pytest.mark.parametrize("override", ["VERIFY=true", "VERIFY=", "PYTHON=true"])
 def test_verification_cannot_be_switched_off(project, modal, backend, override):
     backend.mode = "500"
     result = make(project, "deploy", "ENV=staging", override, *backend.urls(), stand_in=modal)

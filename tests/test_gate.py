@@ -131,6 +131,9 @@ def test_dry_run_calls_nothing(project, modal):
         "ENV_CHECK=true",
         "MODAL_CMD=true",
         "SHELL=/bin/true",
+        "PYTHON=true",
+        "GATE_PYTHON=true",
+        "DEPLOY_GATE=true",
     ],
 )
 def test_gate_cannot_be_overridden_from_the_command_line(project, modal, backend, override):

@@ -144,12 +144,15 @@ def test_missing_uv_says_make_install(project, modal, tmp_path):
 
 def test_lock_check_runs_with_the_local_checks_before_the_workspace(project):
     makefile = (project / "Makefile").read_text()
-    deploy = next(line for line in logical_lines(makefile) if "$(ENV_CHECK); $(APP_CHECK)" in line)
+    deploy = next(
+        line for line in logical_lines(makefile) if "$(ENV_CHECK) && $(APP_CHECK)" in line
+    )
     order = [
         deploy.index(f"$({name})")
         for name in ("ENV_CHECK", "APP_CHECK", "SECRET_CHECK", "LOCK_CHECK", "AUTH_CHECK")
     ]
     assert order == sorted(order)
     # A deploy only checks the lock, it never writes one.
-    assert "lock --check --offline" in makefile
+    gate = (project / "scripts" / "deploy_gate.py").read_text()
+    assert '[uv, "lock", "--check", "--offline"]' in gate
     assert "sync --locked" in makefile
