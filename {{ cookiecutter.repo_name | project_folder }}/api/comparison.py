@@ -4,9 +4,13 @@ The change has the shape of the household as it was sent, with
 ``reform - baseline`` in place of each value it asked for. Values from axes
 are lists, subtracted point by point. A value that is not a number (an
 enum's name, a true/false, "Infinity") has no difference: it is ``null``.
+
+Numbers are subtracted as the decimals the answers show: 3834.6 - 3486.0
+is 348.6, where binary floating point would give 348.5999999999999.
 """
 
 import copy
+from decimal import Decimal
 from typing import Any
 
 from api.household import requested_values
@@ -25,9 +29,12 @@ def change(household: dict, baseline: dict, reform: dict) -> dict:
 def difference(before: Any, after: Any) -> Any:
     if isinstance(before, list) and isinstance(after, list):
         return [difference(b, a) for b, a in zip(before, after, strict=True)]
-    if is_number(before) and is_number(after):
+    if not (is_number(before) and is_number(after)):
+        return None
+    if isinstance(before, int) and isinstance(after, int):
         return after - before
-    return None
+    # repr is the shortest text that reads back as the same float.
+    return float(Decimal(repr(after)) - Decimal(repr(before)))
 
 
 def is_number(value: Any) -> bool:

@@ -1,5 +1,10 @@
 """The HTTP layer: routes, error responses, CORS and request limits.
 
+Routes: ``/health``; ``/calculate`` (one household, one policy);
+``/compare`` (current law against a policy); ``/jobs`` (a ``/calculate``
+collected later, see ``api/jobs.py``); ``/parameters`` and ``/variables``
+(what the model knows, see ``api/metadata.py``).
+
 Calculations run in a worker process (``api/worker.py``), one at a time;
 this process only reads requests, checks them and answers, so ``/health``
 and cached answers never wait behind the model.

@@ -8,6 +8,7 @@ policyengine itself rather than against numbers pasted into a test.
 import copy
 import importlib
 import os
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -106,6 +107,18 @@ def reference(country_package):
         return answers
 
     return compute
+
+
+def finished(client, job_id: str) -> dict:
+    """A job's final body. Polls as a frontend would; the bound only stops
+    a job that never ends from hanging the suite."""
+    for _ in range(36_000):
+        response = client.get(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        if response.json()["status"] != "pending":
+            return response.json()
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still pending")
 
 
 def assert_same_values(actual, expected, path="result"):

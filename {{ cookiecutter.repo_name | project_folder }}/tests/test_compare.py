@@ -21,18 +21,24 @@ def calculated(client, household: dict, policy: dict | None = None) -> dict:
     return response.json()["result"]
 
 
-def expected_change(household: dict, baseline: dict, reform: dict) -> dict:
-    """The household with reform minus baseline for each requested value."""
-    change = copy.deepcopy(household)
+def assert_change(change: dict, household: dict, baseline: dict, reform: dict):
+    """``change`` is the household with reform minus baseline in place of
+    each requested value (to the last decimal the answers show)."""
+    assert change.keys() == household.keys()
+    unchanged = copy.deepcopy(change)
     for group, member, variable, period in requested_values(household):
         before = baseline[group][member][variable][period]
         after = reform[group][member][variable][period]
+        value = change[group][member][variable][period]
         if isinstance(before, list):
-            value = [a - b for a, b in zip(after, before, strict=True)]
+            assert value == pytest.approx(
+                [a - b for a, b in zip(after, before, strict=True)], abs=1e-6
+            )
         else:
-            value = after - before
-        change[group][member][variable][period] = value
-    return change
+            assert value == pytest.approx(after - before, abs=1e-6)
+        unchanged[group][member][variable][period] = None
+    # Everything else is the household as sent.
+    assert unchanged == household
 
 
 def test_change_is_the_difference_of_two_calculations(client, reference):
@@ -49,7 +55,7 @@ def test_change_is_the_difference_of_two_calculations(client, reference):
     assert result["baseline"] == baseline and result["reform"] == reform
     assert_same_values(result["baseline"], reference(EXAMPLE_HOUSEHOLD))
     assert_same_values(result["reform"], reference(EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY))
-    assert result["change"] == expected_change(EXAMPLE_HOUSEHOLD, baseline, reform)
+    assert_change(result["change"], EXAMPLE_HOUSEHOLD, baseline, reform)
     # The example policy changes something, or this test would prove little.
     changed = [
         result["change"][group][member][variable][period]
@@ -80,7 +86,7 @@ def test_axes_subtract_point_by_point(client):
     result = response.json()["result"]
     baseline = calculated(client, household)
     reform = calculated(client, household, EXAMPLE_POLICY)
-    assert result["change"] == expected_change(household, baseline, reform)
+    assert_change(result["change"], household, baseline, reform)
     group, member, variable, period = next(iter(requested_values(household)))
     assert len(result["change"][group][member][variable][period]) == 9
 
@@ -105,6 +111,10 @@ def test_values_that_are_not_numbers_have_no_change(client):
     ("before", "after", "change"),
     [
         (1000, 1500.5, 500.5),
+        (1000, 1250, 250),
+        # As the answers show them, not as binary floating point subtracts.
+        (3486.0, 3834.6, 348.6),
+        (0.1, 0.3, 0.2),
         ([0, 1.5], [2, 1.5], [2, 0.0]),
         (True, False, None),  # a yes/no is not an amount
         ("SINGLE", "JOINT", None),

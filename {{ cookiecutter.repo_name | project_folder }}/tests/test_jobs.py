@@ -7,14 +7,13 @@ wiring that spawns them is tested in tests/test_modal_app.py.
 import asyncio
 import copy
 import json
-import time
 
 import pytest
 
 from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 from api.jobs import LocalJobs, TooManyJobs, UnknownJob
 from api.settings import Settings
-from tests.conftest import assert_same_values
+from tests.conftest import assert_same_values, finished
 
 
 def household_with_income(income: int) -> dict:
@@ -22,18 +21,6 @@ def household_with_income(income: int) -> dict:
     household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
     household["people"]["parent"]["employment_income"] = {"2025": income}
     return household
-
-
-def finished(client, job_id: str) -> dict:
-    """The job's final body. Polls as a frontend would; the bound only
-    stops a job that never ends from hanging the suite."""
-    for _ in range(36_000):
-        response = client.get(f"/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        if response.json()["status"] != "pending":
-            return response.json()
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still pending")
 
 
 def test_a_jobs_answer_is_what_calculate_answers(client, reference):

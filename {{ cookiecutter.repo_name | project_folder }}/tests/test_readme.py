@@ -1,0 +1,158 @@
+"""The README's examples work as written, against a running server.
+
+Each `curl` example is run by bash exactly as the README shows it (only the
+port differs), and its answer must hold every number the README quotes next
+to it; the frontend's job poll loop is run by Node. The server is this
+session's app, already warm, served by uvicorn on the test client's own
+event loop. Skipped where curl, jq or node is missing.
+"""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+DOCUMENTED_URL = "http://127.0.0.1:8000"
+# A fenced block and the JSON block that follows it, if any.
+BLOCK = re.compile(
+    r"```(\w+)\n(.*?)```(?:\n+(?:In the answer, `[^`]+` is:\n+)?```json\n(.*?)```)?",
+    re.S,
+)
+# A number outside quotes (not a period such as "2025").
+NUMBER = re.compile(r'(?<![\w".])-?\d+(?:\.\d+)?(?![\w".])')
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("bash", "curl", "jq", "node")),
+    reason="needs bash, curl, jq and node",
+)
+
+
+def blocks(language: str) -> list[tuple[str, str | None]]:
+    return [
+        (code, documented)
+        for found_language, code, documented in BLOCK.findall(README)
+        if found_language == language
+    ]
+
+
+# Each example that starts with a curl to the local server.
+CURL_EXAMPLES = [
+    (code, documented or None)
+    for code, documented in blocks("bash")
+    if code.startswith("curl") and DOCUMENTED_URL in code.splitlines()[0]
+]
+
+
+@pytest.fixture(scope="module")
+def server(client):
+    """The base URL of this session's app, served for real."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    from api.main import app
+
+    # No lifespan: the session's test client owns startup and shutdown.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
+    )
+    served = uvicorn.Server(config)
+    running = client.portal.start_task_soon(served.serve)
+    while not served.started:  # waits for the socket, asserts nothing
+        if running.done():
+            running.result()  # raises what stopped it
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    served.should_exit = True
+    running.result()
+
+
+def run(command: str, url: str, cwd: Path) -> str:
+    script = command.replace(DOCUMENTED_URL, url)
+    done = subprocess.run(
+        ["bash", "-c", script.replace("curl -s ", "curl -s --fail-with-body ")],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, (script, done.stdout, done.stderr)
+    return done.stdout
+
+
+def test_the_readme_has_examples_for_every_endpoint():
+    shown = " ".join(code for code, _ in CURL_EXAMPLES)
+    for path in ("/calculate", "/compare", "/parameters/", "/variables/"):
+        assert path in shown, path
+    assert any("/jobs" in code for code, _ in blocks("bash"))
+    assert any("async function runJob" in code for code, _ in blocks("js"))
+
+
+@pytest.mark.parametrize(
+    ("command", "documented"),
+    CURL_EXAMPLES,
+    ids=[re.search(r"8000(/[^?'\s\\]*)", code).group(1) for code, _ in CURL_EXAMPLES],
+)
+def test_curl_example(server, tmp_path, command, documented):
+    answer = json.loads(run(command, server, tmp_path))
+
+    assert answer["status"] == "ok", answer
+    if documented:
+        shown = set(NUMBER.findall(json.dumps(answer)))
+        quoted = set(NUMBER.findall(documented))
+        # Figures change with the model: after an upgrade, update the README.
+        assert quoted <= shown, f"README figures not in the answer: {quoted - shown}"
+
+
+def test_the_shell_job_loop(server, client, tmp_path):
+    (loop,) = [code for code, _ in blocks("bash") if "/jobs" in code]
+    body = {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY}
+    (tmp_path / "request.json").write_text(json.dumps(body))
+
+    answer = json.loads(run(loop, server, tmp_path))
+
+    assert answer == client.post("/calculate", json=body).json()
+
+
+def run_job_in_node(
+    server: str, body: dict, tmp_path: Path
+) -> subprocess.CompletedProcess:
+    (snippet,) = [code for code, _ in blocks("js") if "async function runJob" in code]
+    script = tmp_path / "job.mjs"
+    script.write_text(
+        snippet
+        + "\nrunJob(process.argv[2], JSON.parse(process.argv[3]), 50).then("
+        + "(result) => console.log(JSON.stringify(result)),"
+        + "(error) => { console.error(error.message); process.exit(1); });\n"
+    )
+    return subprocess.run(
+        ["node", str(script), server, json.dumps(body)], capture_output=True, text=True
+    )
+
+
+def test_the_frontend_job_loop(server, client, tmp_path):
+    body = {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY}
+
+    done = run_job_in_node(server, body, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert (
+        json.loads(done.stdout) == client.post("/calculate", json=body).json()["result"]
+    )
+
+
+def test_the_frontend_job_loop_reports_a_refusal(server, tmp_path):
+    household = json.loads(json.dumps(EXAMPLE_HOUSEHOLD))
+    household["people"]["parent"]["salary"] = {"2025": 1}
+
+    done = run_job_in_node(server, {"household": household}, tmp_path)
+
+    assert done.returncode == 1
+    assert "household.people.parent.salary: unknown variable" in done.stderr
