@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # A log line per request would bury the report; warnings still show.
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
+import dashboard  # noqa: E402
 import memory  # noqa: E402
 
 from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY  # noqa: E402
@@ -152,6 +153,7 @@ def main() -> None:
     engine.settings = settings
     after_timeout = median_time(post, lambda i: (household_with(52_000 + i),))
 
+    dashboard_rows = dashboard.measure(client, engine, household_with, policy_number)
     memory_rows = memory.measure(lambda h, p: send(h, p).status_code, engine)
 
     # The naive backend, last, so its memory does not count against ours.
@@ -254,6 +256,9 @@ def main() -> None:
         "  <= 1x"
     )
     print(f"{'memory after the sweep too (MB)':44} {memory_after_sweep:9.0f}")
+    print(f"\nDashboard endpoints{'':25} {'ours':>9} {'without':>9} {'ratio':>8}")
+    for name, ours, without, ratio in dashboard_rows:
+        print(f"{name:44} {ours:9.3f} {without:9.3f} {ratio:>8}")
     print(
         f"\nContainer memory (server + worker, MB) over sequences of distinct requests;"
         f" MEMORY_MB={modal_app.MEMORY_MB}, MEMORY_LIMIT_MB={settings.memory_limit_mb}\n"

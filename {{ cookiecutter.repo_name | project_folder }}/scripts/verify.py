@@ -18,6 +18,10 @@ a host name that does not resolve, a TLS error, another 4xx, a 500, or a
 wrong body.
 """
 
+# Type hints as text: the Makefile runs this with the system's python3,
+# which can be older than the project's Python (3.9 on macOS).
+from __future__ import annotations
+
 import argparse
 import http.client
 import json

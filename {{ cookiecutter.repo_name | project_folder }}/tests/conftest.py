@@ -7,6 +7,7 @@ policyengine itself rather than against numbers pasted into a test.
 
 import copy
 import importlib
+import json
 import os
 import time
 
@@ -85,10 +86,22 @@ def reference_system(country_package):
 
 @pytest.fixture(scope="session")
 def reference(country_package):
-    """Compute every null of a household with policyengine alone."""
+    """Compute every null of a household with policyengine alone.
+
+    Answers are kept for the session: a reform's system takes policyengine
+    half a minute to build, and several tests check the same request.
+    """
     from policyengine_core.reforms import Reform
 
+    computed: dict[str, dict] = {}
+
     def compute(household: dict, policy: dict | None = None) -> dict:
+        key = json.dumps([household, policy])
+        if key not in computed:
+            computed[key] = calculate(household, policy)
+        return copy.deepcopy(computed[key])
+
+    def calculate(household: dict, policy: dict | None) -> dict:
         reform = Reform.from_dict(policy, country_id=COUNTRY) if policy else None
         simulation = country_package.Simulation(situation=household, reform=reform)
         answers = copy.deepcopy(household)
