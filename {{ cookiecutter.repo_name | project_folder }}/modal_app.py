@@ -145,12 +145,19 @@ def fastapi_app():
     env=BACKEND_ENV,
     secrets=[modal.Secret.from_name(name) for name in SECRET_NAMES],
 )
-async def run_job(request: dict) -> bytes:
-    """One job: the JSON body /calculate would answer for ``request``."""
+async def run_job(request: dict) -> tuple[str, bytes]:
+    """One job: the JSON body /calculate would answer for ``request``,
+    marked as this function's (see ``ModalJobs.answer``)."""
     from api import jobs
     from api.engine import get_engine
 
-    return await jobs.run(get_engine(), request)
+    return JOB_MARK, await jobs.run(get_engine(), request)
+
+
+# Any function call of the workspace can be looked up by its id, so an
+# answer is passed on only if it carries this mark: someone who sends the
+# id of another app's call gets a 404, never that call's result.
+JOB_MARK = f"{APP_NAME}.run_job"
 
 
 # A function call's id, as Modal makes them ("fc-" and letters and digits).
@@ -182,7 +189,7 @@ class ModalJobs:
         if not CALL_ID.fullmatch(job_id):
             raise UnknownJob(job_id)
         try:
-            return await self.from_id(job_id).get.aio(timeout=0)
+            result = await self.from_id(job_id).get.aio(timeout=0)
         except TimeoutError:  # Python's own: no answer yet
             return None
         except (
@@ -200,6 +207,11 @@ class ModalJobs:
         except Exception:
             logging.getLogger(__name__).exception("job %s failed in Modal", job_id)
             return failed(500, "internal error; the job's log has the details")
+        if not (
+            isinstance(result, tuple) and len(result) == 2 and result[0] == JOB_MARK
+        ):
+            raise UnknownJob(job_id)  # another function's call
+        return result[1]
 
 
 @app.function(image=health_image)

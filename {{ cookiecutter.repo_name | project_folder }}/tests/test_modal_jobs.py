@@ -31,6 +31,7 @@ class StandInCall:
         self.object_id = call_id
         self.finished = False
         self.error: Exception | None = None
+        self.result = None  # unless set: what run_job returns for request
 
         async def get(timeout=None):
             assert timeout == 0  # a poll never waits
@@ -38,7 +39,7 @@ class StandInCall:
                 raise self.error
             if not self.finished:
                 raise TimeoutError
-            return await run_job.local(request)
+            return self.result or await run_job.local(request)
 
         self.get = Aio(get)
 
@@ -129,6 +130,30 @@ def test_an_expired_result_is_a_404(deployed):
     modal_calls.calls[job_id].error = modal.exception.OutputExpiredError()
 
     assert client.get(f"/jobs/{job_id}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        b'{"status":"ok","message":null,"result":{}}',
+        {"secret": 1},
+        ("other.function", b"{}"),
+    ],
+)
+def test_another_functions_call_is_a_404_never_its_result(deployed, result):
+    # Any call of the workspace can be looked up by id: only run_job's
+    # answers are passed on.
+    client, modal_calls = deployed
+    job_id = client.post("/jobs", json={"household": EXAMPLE_HOUSEHOLD}).json()[
+        "job_id"
+    ]
+    modal_calls.calls[job_id].finished = True
+    modal_calls.calls[job_id].result = result
+
+    response = client.get(f"/jobs/{job_id}")
+
+    assert response.status_code == 404
+    assert "secret" not in response.text
 
 
 def test_a_call_over_modals_timeout_is_an_error_answer(deployed, modal_app):
