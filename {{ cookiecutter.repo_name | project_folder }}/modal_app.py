@@ -114,16 +114,21 @@ BACKEND_ENV: dict[str, str | None] = {
 }
 
 
-@app.function(
+# The container both the web function and the jobs run in: the same image,
+# memory, CPU, warm snapshot, settings and secrets.
+BACKEND_CONTAINER = dict(
     image=image,
     memory=MEMORY_MB,
     cpu=CPU_CORES,
-    timeout=TIMEOUT_SECONDS,
-    max_containers=MAX_CONTAINERS,
     scaledown_window=SCALEDOWN_SECONDS,
     enable_memory_snapshot=True,
     env=BACKEND_ENV,
     secrets=[modal.Secret.from_name(name) for name in SECRET_NAMES],
+)
+
+
+@app.function(
+    **BACKEND_CONTAINER, timeout=TIMEOUT_SECONDS, max_containers=MAX_CONTAINERS
 )
 @modal.concurrent(max_inputs=MAX_INPUTS, target_inputs=TARGET_INPUTS)
 @modal.asgi_app()
@@ -135,15 +140,9 @@ def fastapi_app():
 
 
 @app.function(
-    image=image,
-    memory=MEMORY_MB,
-    cpu=CPU_CORES,
+    **BACKEND_CONTAINER,
     timeout=JOB_FUNCTION_TIMEOUT_SECONDS,
     max_containers=JOB_MAX_CONTAINERS,
-    scaledown_window=SCALEDOWN_SECONDS,
-    enable_memory_snapshot=True,
-    env=BACKEND_ENV,
-    secrets=[modal.Secret.from_name(name) for name in SECRET_NAMES],
 )
 async def run_job(request: dict) -> tuple[str, bytes]:
     """One job: the JSON body /calculate would answer for ``request``,

@@ -313,6 +313,12 @@ async def calculation_timeout(request: Request, exc: CalculationTimeout):
     return error(504, str(exc))
 
 
+@app.exception_handler(NotFound)
+async def not_found(request: Request, exc: NotFound):
+    # The name in the URL path (/parameters/{name}, /variables/{name}).
+    return error(404, str(exc), [problem(("path", "name"), str(exc))])
+
+
 @app.exception_handler(TooManyJobs)
 async def too_many_jobs(request: Request, exc: TooManyJobs):
     return error(429, str(exc))
@@ -443,10 +449,7 @@ async def parameter(
     """A parameter's label, description, unit and value under current law on
     a date; for a group, its children's names."""
     system = await engine.baseline()
-    try:
-        answer = metadata.parameter(system, name, day or date.today())
-    except NotFound as exc:
-        return error(404, str(exc), [problem(("path", "name"), str(exc))])
+    answer = metadata.parameter(system, name, day or date.today())
     return Response(answer, media_type="application/json")
 
 
@@ -459,8 +462,5 @@ async def variable(
     """A variable's label, description, unit, entity and type; an Enum's
     possible values."""
     system = await engine.baseline()
-    try:
-        answer = metadata.variable(system, name)
-    except NotFound as exc:
-        return error(404, str(exc), [problem(("path", "name"), str(exc))])
+    answer = metadata.variable(system, name)
     return Response(answer, media_type="application/json")
