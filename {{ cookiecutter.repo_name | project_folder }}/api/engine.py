@@ -33,9 +33,15 @@ from api import calculation, comparison
 from api.cache import BytesCache
 from api.examples import EXAMPLE_HOUSEHOLD
 from api.household import fill_household
-from api.logs import configure_logging, note, record_span, tracer
+from api.logs import add_to_note, configure_logging, note, record_span, tracer
 from api.policy import policy_key
-from api.settings import COUNTRY, COUNTRY_PACKAGE, Settings, get_settings
+from api.settings import (
+    COUNTRY,
+    COUNTRY_PACKAGE,
+    MAX_CALCULATION_TIMEOUT_SECONDS,
+    Settings,
+    get_settings,
+)
 from api.validation import (
     RequestProblem,
     axis_points,
@@ -43,8 +49,9 @@ from api.validation import (
     check_limits,
     check_policy,
     problem,
+    years_named,
 )
-from api.worker import OutOfMemory, TimedOut, Worker
+from api.worker import Crashed, OutOfMemory, TimedOut, Worker
 
 PACKAGE_VERSION = importlib.metadata.version(COUNTRY_PACKAGE)
 # On every response (a header) and every request's log line.
@@ -58,13 +65,29 @@ class CalculationTimeout(Exception):
     """The request passed its deadline; the message says where it was."""
 
 
+class RunnerGone(Exception):
+    """The request whose calculation others had joined went away first."""
+
+
+class WorkerUnavailable(Exception):
+    """The calculation worker died under the request and no time was left
+    to run it again (503): the request itself may well be fine."""
+
+
 @dataclass(frozen=True)
 class TimeLimit:
     """How long a request may take, waiting included, and the setting
-    that says so (named in the 504's message)."""
+    that says so (named in the 504's message).
+
+    ``ceiling_seconds`` is the most it may take when the backend itself
+    lost time (its worker died, or was full of what earlier requests left):
+    the lost time is given back up to it, never past what the platform
+    allows a request (Modal ends a web request at 150 s).
+    """
 
     seconds: float
     variable: str
+    ceiling_seconds: float
 
 
 def encode_answer(result: dict) -> bytes:
@@ -142,8 +165,20 @@ class Engine:
     def time_limit(self) -> TimeLimit:
         """The limit of a request answered while the client waits."""
         return TimeLimit(
-            self.settings.calculation_timeout_seconds, "CALCULATION_TIMEOUT_SECONDS"
+            self.settings.calculation_timeout_seconds,
+            "CALCULATION_TIMEOUT_SECONDS",
+            MAX_CALCULATION_TIMEOUT_SECONDS,
         )
+
+    def job_time_limit(self) -> TimeLimit:
+        """The limit of a job (``api/jobs.py``). On Modal, run_job's own
+        timeout is JOB_TIMEOUT_SECONDS + 60 s (modal_app.py)."""
+        seconds = self.settings.job_timeout_seconds
+        return TimeLimit(seconds, "JOB_TIMEOUT_SECONDS", seconds + 30)
+
+    def worker_problem(self) -> str | None:
+        """None when the warm backend can calculate, else why not (/health)."""
+        return self.worker.check()
 
     async def calculate(
         self, household: dict, policy: dict | None, limit: TimeLimit | None = None
@@ -203,25 +238,42 @@ class Engine:
     ) -> bytes:
         """The answer to a checked request: from the cache, from the same
         request already running, or from the worker. ``label`` names the
-        answer's source on the log line."""
-        with tracer.start_as_current_span("answer cache lookup") as span:
-            # The household's own order is kept: member order decides which
-            # person an axis varies, and the answer echoes what was sent.
-            key = json.dumps([household, policy_key(policy)], separators=(",", ":"))
-            answer = self.answers.get(key)
-            running = self._running.get(key)
+        answer's source on the log line.
+
+        A request that joins a running one keeps its own deadline: it stops
+        waiting at its own limit, and if the running one fails for reasons
+        of its own (its shorter limit, its worker, its client leaving), it
+        runs the calculation itself while its own time lasts.
+        """
+        # The household's own order is kept: member order decides which
+        # person an axis varies, and the answer echoes what was sent.
+        key = json.dumps([household, policy_key(policy)], separators=(",", ":"))
+        while True:
+            with tracer.start_as_current_span("answer cache lookup") as span:
+                answer = self.answers.get(key)
+                running = self._running.get(key)
+                if answer is not None:
+                    source = "cached"
+                elif running is not None:
+                    source = "joined"  # the same request, already running
+                else:
+                    source = "calculated"
+                span.set_attribute("answer", source)
+                note(**{label: source})
             if answer is not None:
-                source = "cached"
-            elif running is not None:
-                source = "joined"  # the same request, already running
-            else:
-                source = "calculated"
-            span.set_attribute("answer", source)
-            note(**{label: source})
-        if answer is not None:
-            return answer
-        if running is not None:
-            return await asyncio.shield(running)
+                return answer
+            if running is None:
+                break
+            try:
+                async with asyncio.timeout_at(self._loop_deadline(deadline)):
+                    return await asyncio.shield(running)
+            except TimeoutError:
+                raise CalculationTimeout(
+                    self._timeout_message(limit, household, waited=0)
+                ) from None
+            except (CalculationTimeout, WorkerUnavailable, RunnerGone):
+                if time.monotonic() >= deadline:
+                    raise
         self._running[key] = future = asyncio.get_running_loop().create_future()
         try:
             answer = await self._run(
@@ -231,7 +283,8 @@ class Engine:
             future.set_result(answer)
             return answer
         except asyncio.CancelledError:
-            future.cancel()
+            future.set_exception(RunnerGone())
+            future.exception()
             raise
         except Exception as error:
             future.set_exception(error)
@@ -261,20 +314,31 @@ class Engine:
                     await self._worker_lock.acquire()
         except TimeoutError:
             waited = time.monotonic() - arrived
-            note(worker_wait_ms=round(waited * 1000, 1))
+            add_to_note(worker_wait_ms=round(waited * 1000, 1))
             raise CalculationTimeout(
                 self._timeout_message(limit, household, waited)
             ) from None
         waited = time.monotonic() - arrived
-        note(worker_wait_ms=round(waited * 1000, 1))
+        add_to_note(worker_wait_ms=round(waited * 1000, 1))
+        ceiling = deadline - limit.seconds + limit.ceiling_seconds
+        growth_mb = self.settings.memory_per_year_mb * (
+            len(years_named(household)) or 1
+        )
         try:
             with tracer.start_as_current_span("calculation"):
-                reply = await asyncio.to_thread(self.worker.run, job, deadline)
+                reply = await asyncio.to_thread(
+                    self.worker.run, job, deadline, ceiling, growth_mb
+                )
                 if reply[0] == "ok":
                     self._record(reply[2])
         except TimedOut:
             raise CalculationTimeout(
                 self._timeout_message(limit, household, waited)
+            ) from None
+        except Crashed as error:
+            raise WorkerUnavailable(
+                f"{error}, twice or with no time left to run the calculation "
+                "again; the request may be fine: send it again"
             ) from None
         except OutOfMemory as error:
             raise RequestProblem(
@@ -299,12 +363,12 @@ class Engine:
     @staticmethod
     def _record(details: dict) -> None:
         """The worker's account of a calculation, on the log line and the trace."""
-        note(policy_path=details["policy_path"])
+        note(policy_path=details["policy_path"])  # /compare: the reform's
         for stage, (start_ns, end_ns) in details["stages"].items():
             record_span(stage, start_ns, end_ns, policy_path=details["policy_path"])
         start_ns = min(start for start, _ in details["stages"].values())
         end_ns = max(end for _, end in details["stages"].values())
-        note(calculation_ms=round((end_ns - start_ns) / 1e6, 1))
+        add_to_note(calculation_ms=round((end_ns - start_ns) / 1e6, 1))
 
     @staticmethod
     def _loop_deadline(deadline: float) -> float:

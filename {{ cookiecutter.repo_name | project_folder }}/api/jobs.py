@@ -28,7 +28,7 @@ import uuid
 from typing import Protocol
 
 from api.cache import BytesCache
-from api.engine import MB, CalculationTimeout, Engine, TimeLimit
+from api.engine import MB, CalculationTimeout, Engine, WorkerUnavailable
 from api.validation import RequestProblem, problem
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ async def run(engine: Engine, request: dict) -> bytes:
     is waiting on this call to hear of an exception.
     """
     started = time.monotonic()
-    limit = TimeLimit(engine.settings.job_timeout_seconds, "JOB_TIMEOUT_SECONDS")
+    limit = engine.job_time_limit()
     try:
         answer = await engine.calculate(
             request["household"], request.get("policy"), limit
@@ -80,6 +80,8 @@ async def run(engine: Engine, request: dict) -> bytes:
         answer, outcome = failed(error.status, str(error), error.problems), "error"
     except CalculationTimeout as error:
         answer, outcome = failed(504, str(error)), "error"
+    except WorkerUnavailable as error:
+        answer, outcome = failed(503, str(error)), "error"
     except Exception:
         logger.exception("job failed")
         answer = failed(500, "internal error; the server log has the details")

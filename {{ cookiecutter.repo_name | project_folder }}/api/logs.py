@@ -109,6 +109,15 @@ def note(**fields) -> None:
         current.update(fields)
 
 
+def add_to_note(**amounts: float) -> None:
+    """Add amounts to fields of the request's log line: a /compare runs two
+    calculations, and its line shows the time of both."""
+    current = _request_fields.get()
+    if current is not None:
+        for name, amount in amounts.items():
+            current[name] = round(current.get(name, 0) + amount, 1)
+
+
 # --- Logfire ----------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from api.engine import (
     MODEL_VERSION,
     PACKAGE_VERSION,
     CalculationTimeout,
+    WorkerUnavailable,
     get_engine,
 )
 from api.examples import EXAMPLE_PARAMETER, EXAMPLE_PARAMETER_GROUP, EXAMPLE_VARIABLE
@@ -110,6 +111,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {
         "model": ErrorResponse,
         "description": "Request does not match the schema, or is over a limit.",
+    },
+    503: {
+        "model": ErrorResponse,
+        "description": "The calculation worker died and there was no time to run it again.",
     },
     504: {"model": ErrorResponse, "description": "Calculation over its time limit."},
 }
@@ -313,6 +318,11 @@ async def calculation_timeout(request: Request, exc: CalculationTimeout):
     return error(504, str(exc))
 
 
+@app.exception_handler(WorkerUnavailable)
+async def worker_unavailable(request: Request, exc: WorkerUnavailable):
+    return error(503, str(exc), headers={"Retry-After": "1"})
+
+
 @app.exception_handler(NotFound)
 async def not_found(request: Request, exc: NotFound):
     # The name in the URL path (/parameters/{name}, /variables/{name}).
@@ -365,15 +375,25 @@ app.openapi = openapi_with_nulls  # type: ignore[method-assign]
     "/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}}
 )
 async def health() -> JSONResponse:
-    """200 once the model is loaded and warmed up, 503 until then."""
+    """200 when the backend can calculate: the model is loaded and warmed
+    up, and the calculation worker is alive (one found dead is replaced
+    here). 503 while starting, or when no worker can run."""
+    problem_now = engine.worker_problem() if engine.ready else None
+    if not engine.ready:
+        status = "starting"
+    elif problem_now is not None:
+        status = "unavailable"
+    else:
+        status = "ok"
     body = HealthResponse(
-        status="ok" if engine.ready else "starting",
+        status=status,
+        message=problem_now,
         country=COUNTRY,
         package=COUNTRY_PACKAGE,
         version=PACKAGE_VERSION,
     )
     return JSONResponse(
-        status_code=200 if engine.ready else 503, content=body.model_dump()
+        status_code=200 if status == "ok" else 503, content=body.model_dump()
     )
 
 

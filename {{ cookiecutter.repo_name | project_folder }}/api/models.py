@@ -217,7 +217,9 @@ class ErrorResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "starting"]
+    # "unavailable": loaded, but no calculation can run (``message`` says why).
+    status: Literal["ok", "starting", "unavailable"]
+    message: str | None = None
     country: str
     package: str
     version: str

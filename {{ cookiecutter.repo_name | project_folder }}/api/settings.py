@@ -19,6 +19,11 @@ COUNTRY_PACKAGE = "policyengine-{{ cookiecutter.country }}"
 
 # Browsers on these origins may call the API: local frontends and
 # PolicyEngine's own sites. CORS_ALLOW_ORIGINS replaces the list.
+# Modal ends a web request at 150 s (then answers a redirect, which a
+# browser's CORS request cannot follow), so a request's own limit stays
+# below it with room to answer; longer work is a job (POST /jobs).
+MAX_CALCULATION_TIMEOUT_SECONDS = 140
+
 DEFAULT_ORIGINS = (
     "http://localhost:3000",
     "http://localhost:5173",
@@ -61,8 +66,10 @@ class Settings(BaseSettings):
     max_values: int = Field(200_000, gt=0)
 
     # A request gets this long from arrival to answer, waiting included;
-    # past it the answer is a 504 and the calculation is stopped. Modal's
-    # own timeout (modal_app.py) is longer, so the client hears why.
+    # past it the answer is a 504 and the calculation is stopped. At most
+    # MAX_CALCULATION_TIMEOUT_SECONDS (above), Modal's web limit less room
+    # to answer; if the backend itself loses time (its worker dies), the
+    # calculation runs again with that time given back, up to that maximum.
     calculation_timeout_seconds: float = Field(120.0, gt=0)
     # Memory of the whole backend (server and calculation worker). Over
     # the limit mid-calculation the worker is stopped and the request
@@ -72,6 +79,12 @@ class Settings(BaseSettings):
     # (these defaults are its values for 4096 MB).
     memory_limit_mb: int = Field(3_686, gt=0)
     memory_recycle_mb: int = Field(2_785, gt=0)
+    # What a calculation may add to the worker's memory for each year it
+    # names (the model prepares its parameters per year; `make bench`: five
+    # years add up to 1.4 GB). Before a calculation, a worker whose memory
+    # plus this would pass MEMORY_LIMIT_MB is replaced by a fresh one, so
+    # the largest request the limits allow fits.
+    memory_per_year_mb: int = Field(300, ge=0)
 
     # Finished answers kept by exact request, in megabytes of JSON.
     result_cache_mb: int = Field(64, ge=0)
@@ -104,6 +117,17 @@ class Settings(BaseSettings):
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ORIGINS
     # CORS_ALLOW_ORIGIN_REGEX="" turns the pattern off.
     cors_allow_origin_regex: str | None = DEFAULT_ORIGIN_REGEX
+
+    @field_validator("calculation_timeout_seconds")
+    @classmethod
+    def below_the_web_limit(cls, value: float) -> float:
+        if value > MAX_CALCULATION_TIMEOUT_SECONDS:
+            raise ValueError(
+                f"at most {MAX_CALCULATION_TIMEOUT_SECONDS} s: Modal ends a web "
+                "request at 150 s; longer work belongs in a job (POST /jobs, "
+                "JOB_TIMEOUT_SECONDS)"
+            )
+        return value
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod

@@ -95,6 +95,12 @@ def periods_named(household: dict) -> set[str]:
     return named
 
 
+def years_named(household: dict) -> set[str]:
+    """The years a request's periods fall in: the model prepares its
+    parameters once per year, which is what costs memory."""
+    return {period[:4] for period in periods_named(household)}
+
+
 def check_limits(
     household: dict, policy: dict | None, settings: Settings
 ) -> list[dict]:

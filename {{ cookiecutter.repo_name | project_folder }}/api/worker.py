@@ -12,8 +12,14 @@ forked from the warm server, each of those has a simple answer:
   never waits behind the model;
 - memory: the parent watches the container's memory (parent and child
   together) while a calculation runs and stops it past ``memory_limit_mb``;
-  after a calculation, past ``memory_recycle_mb``, the child is replaced,
-  which returns everything it had cached.
+  before a calculation, the child is replaced if it is past
+  ``memory_recycle_mb`` or if what the job may add would take it past the
+  limit, which returns everything it had cached.
+
+The worker is checked, never trusted: it can be killed at any moment (the
+kernel's out-of-memory killer, an operator). A worker found dead, whether
+idle or mid-job, is reaped, logged at WARNING with how it ended, and
+replaced; a job it was running is run once more in the fresh one.
 
 A fork shares the loaded model with the parent page by page (copy on
 write), so starting a worker takes milliseconds and little memory.
@@ -39,6 +45,9 @@ from pathlib import Path
 FORK = multiprocessing.get_context("fork")
 # How often the parent checks the deadline and the memory while it waits.
 POLL_SECONDS = 0.2
+# A fresh worker is a fork: it says it is ready in milliseconds. Past this
+# something is wrong with the machine, and the job is not sent.
+START_SECONDS = 60
 READY = "ready"
 
 logger = logging.getLogger(__name__)
@@ -57,7 +66,8 @@ class OutOfMemory(WorkerStopped):
 
 
 class Crashed(WorkerStopped):
-    pass
+    """The worker ended on its own (killed, or crashed): not the job's doing
+    as far as anyone can tell, so the job may be tried once more."""
 
 
 def memory_mb(pid: int) -> float | None:
@@ -73,6 +83,17 @@ def memory_mb(pid: int) -> float | None:
         if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     return None
+
+
+def how_it_ended(exitcode: int | None) -> str:
+    """A process's end in words: "killed by SIGKILL", "exit code 3"."""
+    if exitcode is None:
+        return "unknown"
+    if exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-exitcode).name}"
+        return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
 
 
 def release_memory() -> None:
@@ -129,6 +150,8 @@ class Worker:
         self.ready = False
         self.jobs_done = 0  # by the current worker process
         self.fresh_at_last_job = True
+        # Why no worker could be started, while that lasts (for /health).
+        self.start_failure: str | None = None
         # One job at a time, even if a caller gives up waiting before the
         # job is done: the pipe carries one conversation.
         self._lock = threading.Lock()
@@ -137,49 +160,100 @@ class Worker:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def run(self, job: tuple, deadline: float) -> tuple:
+    def run(
+        self,
+        job: tuple,
+        deadline: float,
+        ceiling: float | None = None,
+        growth_mb: float = 0,
+    ) -> tuple:
         """The job's reply; raises a WorkerStopped if it passes ``deadline``
-        (time.monotonic), the memory limit, or the worker dies."""
-        with self._lock:
-            try:
-                return self._run_once(job, deadline)
-            except OutOfMemory:
-                if self.fresh_at_last_job:
-                    raise
-            # What the worker had cached may be what filled it: one more try
-            # in a fresh one, so only a job too big for any worker fails.
-            return self._run_once(job, deadline)
+        (time.monotonic), the memory limit, or the worker dies twice.
 
-    def _run_once(self, job: tuple, deadline: float) -> tuple:
-        self.prepare(deadline)
+        ``growth_mb`` is what the job may add to the worker's memory: a
+        worker that could not take that much more is replaced first. A job
+        stopped through no fault of its own (its worker died, or was full
+        of what earlier jobs left) runs once more in a fresh worker, with
+        the time it lost added to its deadline, up to ``ceiling``.
+        """
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise TimedOut  # an abandoned job still holds the worker
+        try:
+            started = time.monotonic()
+            try:
+                return self._run_once(job, deadline, growth_mb)
+            except OutOfMemory as error:
+                if self.fresh_at_last_job:
+                    raise  # too big for any worker
+                stopped: WorkerStopped = error.with_traceback(None)
+            except Crashed as error:
+                stopped = error.with_traceback(None)  # no frames kept alive
+            lost = time.monotonic() - started
+            retry_deadline = min(deadline + lost, max(ceiling or deadline, deadline))
+            if retry_deadline <= time.monotonic():
+                raise stopped
+            return self._run_once(job, retry_deadline, growth_mb)
+        finally:
+            self._lock.release()
+
+    def _run_once(self, job: tuple, deadline: float, growth_mb: float) -> tuple:
+        self.prepare(deadline, growth_mb)
         assert self.connection is not None
         self.fresh_at_last_job = self.jobs_done == 0
-        self.connection.send(job)
+        try:
+            self.connection.send(job)
+        except OSError:  # BrokenPipeError: it died since prepare looked
+            sent = False  # raised below, for the reason given in wait()
+        else:
+            sent = True
+        if not sent:
+            raise self._crashed("before its job")
         self.ready = False
         reply = self.wait(deadline)
         self.jobs_done += 1
         return reply
 
-    def prepare(self, deadline: float) -> None:
-        """A started, idle worker with room to work."""
+    def prepare(self, deadline: float, growth_mb: float = 0) -> None:
+        """A started, live, idle worker with room for the job."""
+        if self.process is not None and not self.process.is_alive():
+            self._crashed("while idle")
         if self.process is None:
             self.start()
         if not self.ready:
-            self.wait(deadline)  # its clean-up after the last job
+            try:
+                self.wait(deadline, "after its last job")  # its clean-up
+            except Crashed:  # a fresh one instead
+                self.start()
+                self.wait(deadline, "while starting")
             self.ready = True
         used = self.container_memory_mb() or 0
         if used > self.memory_recycle_mb:
-            logger.info(
-                "replacing the calculation worker: %.0f MB in use, over "
-                "MEMORY_RECYCLE_MB=%s",
+            self.recycle(used, f"over MEMORY_RECYCLE_MB={self.memory_recycle_mb:g}")
+        elif used + growth_mb > self.memory_limit_mb:
+            self.recycle(
                 used,
-                self.memory_recycle_mb,
+                f"the next job may add {growth_mb:.0f} MB, which would pass "
+                f"MEMORY_LIMIT_MB={self.memory_limit_mb:g}",
             )
-            self.restart()
+
+    def recycle(self, used: float, reason: str) -> None:
+        logger.info(
+            "replacing the calculation worker: %.0f MB in use, %s",
+            used,
+            reason,
+            extra={
+                "worker_event": "recycled",
+                "memory_mb": round(used),
+                "worker_pid": self.pid,
+            },
+        )
+        self.restart()
 
     def start(self) -> None:
-        self.connection, child_end = FORK.Pipe()
-        self.process = FORK.Process(
+        """A fresh worker, forked from this process (not yet known ready)."""
+        self.stop()
+        connection, child_end = FORK.Pipe()
+        process = FORK.Process(
             target=serve, args=(child_end, self.handle), name="calculation", daemon=True
         )
         with warnings.catch_warnings():
@@ -189,18 +263,26 @@ class Worker:
             warnings.filterwarnings(
                 "ignore", message=".*fork", category=DeprecationWarning
             )
-            self.process.start()
+            try:
+                process.start()
+            except OSError as error:  # no memory or no process slot for a fork
+                connection.close()
+                child_end.close()
+                self.start_failure = f"cannot start the calculation worker: {error}"
+                raise Crashed(self.start_failure) from error
         child_end.close()
+        self.process, self.connection = process, connection
+        self.start_failure = None
         self.ready = False
         self.jobs_done = 0
 
     def restart(self) -> None:
-        self.stop()
         self.start()
-        self.wait(time.monotonic() + 60)
+        self.wait(time.monotonic() + START_SECONDS, "while starting")
         self.ready = True
 
     def stop(self) -> None:
+        """End the worker, if there is one, and reap it."""
         if self.process is not None:
             self.process.kill()
             self.process.join()
@@ -209,8 +291,47 @@ class Worker:
         self.process = self.connection = None
         self.ready = False
 
-    def wait(self, deadline: float):
-        """The next message from the worker, watching time and memory."""
+    def check(self) -> str | None:
+        """None if the worker can take the next job, else why not (/health).
+
+        A worker that died while idle is replaced here already, so the next
+        request does not find it dead. Never waits: a worker busy with a
+        job is one that is alive.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self.process is not None and not self.process.is_alive():
+                self._crashed("while idle")
+            if self.process is None:
+                with contextlib.suppress(Crashed):
+                    self.start()
+            return self.start_failure
+        finally:
+            self._lock.release()
+
+    def _crashed(self, when: str) -> Crashed:
+        """Reap a worker that ended on its own, say so, and the error to raise."""
+        assert self.process is not None
+        self.process.join(timeout=5)
+        ended = how_it_ended(self.process.exitcode)
+        logger.warning(
+            "the calculation worker ended %s (%s); a fresh one takes over",
+            when,
+            ended,
+            extra={
+                "worker_event": "crashed",
+                "worker_ended": ended,
+                "worker_pid": self.pid,
+                "when": when,
+            },
+        )
+        self.stop()
+        return Crashed(f"the calculation worker ended unexpectedly ({ended})")
+
+    def wait(self, deadline: float, during: str = "during a job"):
+        """The next message from the worker, watching time and memory;
+        ``during`` says what it was doing, for the log if it dies."""
         assert self.process is not None and self.connection is not None
         while True:
             if self.connection.poll(
@@ -218,17 +339,27 @@ class Worker:
             ):
                 try:
                     return self.connection.recv()
-                except EOFError:
-                    self.stop()
-                    raise Crashed("the calculation worker ended unexpectedly") from None
+                except (EOFError, OSError):  # closed, or reset by the kill
+                    # Raised outside this block, so the new error does not
+                    # keep this one (and the pipe's buffers in its frames)
+                    # as its context: the garbage collector can free such
+                    # a cycle in an order that crashes the interpreter.
+                    pass
+                raise self._crashed(during)
             if not self.process.is_alive():
-                code = self.process.exitcode
-                self.stop()
-                raise Crashed(
-                    f"the calculation worker ended unexpectedly (exit code {code})"
-                )
+                raise self._crashed(during)
             used = self.container_memory_mb()
             if used is not None and used > self.memory_limit_mb:
+                logger.warning(
+                    "stopping the calculation: %.0f MB in use, over MEMORY_LIMIT_MB=%g",
+                    used,
+                    self.memory_limit_mb,
+                    extra={
+                        "worker_event": "memory_stop",
+                        "memory_mb": round(used),
+                        "worker_pid": self.pid,
+                    },
+                )
                 self.stop()
                 raise OutOfMemory(f"{used:.0f} MB in use")
             if time.monotonic() >= deadline:

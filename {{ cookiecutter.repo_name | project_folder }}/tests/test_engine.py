@@ -20,7 +20,7 @@ import api.calculation
 from api import logs
 from api.engine import CalculationTimeout, Engine
 from api.examples import EXAMPLE_HOUSEHOLD
-from api.settings import Settings
+from api.settings import MAX_CALCULATION_TIMEOUT_SECONDS, Settings
 from api.validation import RequestProblem
 from api.worker import memory_mb
 from tests.conftest import assert_same_values
@@ -85,7 +85,7 @@ def make_engine(engine, patched_calculation):
 def test_a_request_past_its_deadline_answers_504_and_frees_the_worker(
     make_engine, reference
 ):
-    engine = make_engine(calculation_timeout_seconds=3600)
+    engine = make_engine(calculation_timeout_seconds=MAX_CALCULATION_TIMEOUT_SECONDS)
 
     async def scenario():
         await engine.calculate(household_with(), None)  # a worker is running
@@ -98,7 +98,9 @@ def test_a_request_past_its_deadline_answers_504_and_frees_the_worker(
         assert not stuck_worker.is_alive()
         assert "CALCULATION_TIMEOUT_SECONDS" in str(timeout.value)
         assert "axis" not in str(timeout.value)  # this request has no axes
-        engine.settings = Settings(calculation_timeout_seconds=3600)
+        engine.settings = Settings(
+            calculation_timeout_seconds=MAX_CALCULATION_TIMEOUT_SECONDS
+        )
         household = household_with(earnings=41_000)
         answer = await engine.calculate(household, None)
         return stuck_worker, household, answer
@@ -160,9 +162,9 @@ def test_identical_requests_share_one_calculation(make_engine, patched_calculati
     calls = []
     real_run = engine.worker.run
 
-    def counting_run(job, deadline):
+    def counting_run(job, *args, **kwargs):
         calls.append(job)
-        return real_run(job, deadline)
+        return real_run(job, *args, **kwargs)
 
     engine.worker.run = counting_run
     household = household_with(STUCK)

@@ -14,6 +14,7 @@ def test_health_is_ok_once_warm(client):
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
+        "message": None,
         "country": COUNTRY,
         "package": COUNTRY_PACKAGE,
         "version": importlib.metadata.version(COUNTRY_PACKAGE),

@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from api.engine import Engine
 from api.examples import EXAMPLE_HOUSEHOLD
 from api.jobs import LocalJobs, TooManyJobs, UnknownJob
 from api.settings import Settings
@@ -114,6 +115,8 @@ def test_an_unknown_job_is_a_404(client):
 class SlowEngine:
     """Stands in for the engine to test LocalJobs' bookkeeping alone: each
     calculation waits until the test lets it finish."""
+
+    job_time_limit = Engine.job_time_limit
 
     def __init__(self, **settings):
         self.settings = Settings(**settings)

@@ -31,6 +31,13 @@ def test_environment_overrides(monkeypatch):
     assert settings.cors_allow_origin_regex is None
 
 
+def test_a_request_limit_past_modals_web_limit_is_refused(monkeypatch):
+    monkeypatch.setenv("CALCULATION_TIMEOUT_SECONDS", "300")
+
+    with pytest.raises(ValidationError, match="Modal ends a web request at 150 s"):
+        Settings()
+
+
 def test_a_bad_value_names_its_variable(monkeypatch):
     monkeypatch.setenv("MAX_BODY_BYTES", "1e6")
 
