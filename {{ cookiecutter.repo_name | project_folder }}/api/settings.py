@@ -83,9 +83,10 @@ class Settings(BaseSettings):
     # from this; locally it also waits behind other requests.
     job_timeout_seconds: float = Field(900.0, gt=0)
     # Local jobs only (make dev, tests): answers kept, in megabytes of JSON,
-    # newest first, and jobs allowed to wait at once (429 past that). On
-    # Modal, Modal keeps each job's answer for 7 days.
+    # newest first. On Modal, Modal keeps each job's answer for 7 days.
     job_results_mb: int = Field(64, ge=1)
+    # Jobs submitted and not finished, at once (429 past that): locally, in
+    # this server; on Modal, across the app's containers in one environment.
     max_pending_jobs: int = Field(20, gt=0)
     # Reformed tax-benefit systems kept by the calculation worker, least
     # recently used out first.
