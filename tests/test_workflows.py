@@ -2,7 +2,9 @@
 actions pinned by SHA, least permissions, deploy and health checks.
 """
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,13 +119,52 @@ def test_deploy_workflow_deploys_and_checks_health():
     assert choice["type"] == "choice"
     assert sorted(choice["options"]) == sorted(ENVIRONMENTS)
     job = workflow["jobs"]["deploy"]
-    assert job["needs"] == "test"
+    assert set(job["needs"]) == {"branch", "test"}
     commands = [step.get("run", "") for step in job["steps"]]
     gate = commands.index('make check-auth ENV="$ENV"')
     deploy = commands.index('make deploy ENV="$ENV"')
     health = commands.index('make health ENV="$ENV"')
     assert gate < deploy < health
     assert "main" in job["env"]["ENV"]
+
+
+@pytest.mark.parametrize(
+    ("environment", "ref", "allowed"),
+    [
+        ("main", "refs/heads/main", True),
+        ("main", "refs/heads/feature", False),
+        ("main", "refs/heads/main-copy", False),
+        ("main", "refs/tags/v1.0", False),
+        ("main", "refs/pull/3/merge", False),
+        ("staging", "refs/heads/feature", True),
+        ("testing", "refs/heads/feature", True),
+    ],
+)
+def test_production_deploys_only_from_the_main_branch(environment, ref, allowed):
+    # A manual run may pick any branch: the first job refuses production
+    # from anything but main, and nothing else starts before it passes.
+    workflow = load_workflow("deploy.yml")
+    guard = workflow["jobs"]["branch"]
+    assert "needs" not in guard
+    assert workflow["jobs"]["test"]["needs"] == "branch"
+    assert "branch" in workflow["jobs"]["deploy"]["needs"]
+    # The guard judges the same environment as the deploy.
+    assert guard["env"]["ENV"] == workflow["jobs"]["deploy"]["env"]["ENV"]
+    assert guard["env"]["ENV"] == "${{ inputs.environment || 'main' }}"
+    [step] = guard["steps"]
+
+    result = subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        env={"PATH": os.environ["PATH"], "ENV": environment, "GITHUB_REF": ref},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert (result.returncode == 0) is allowed, result.stdout + result.stderr
+    if not allowed:
+        assert "::error::Production (main) deploys only from refs/heads/main" in result.stdout
+        assert ref in result.stdout
 
 
 TOKEN_VARIABLES = {"MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_USE_TOKEN"}

@@ -120,7 +120,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     **{status: ERRORS[status] for status in (400, 408, 413, 422)},
-    429: {"model": ErrorResponse, "description": "Too many jobs waiting (local only)."},
+    429: {
+        "model": ErrorResponse,
+        "description": "MAX_PENDING_JOBS jobs already waiting; try again later.",
+    },
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such name in the model."},

@@ -6,6 +6,7 @@ set by the environment variable of the same name in capitals
 server at startup with a message naming the variable.
 """
 
+import os
 import re
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -36,11 +37,27 @@ DEFAULT_ORIGINS = (
 # repository's name) in the policy-engine team: production
 # <app>.vercel.app, previews <app>-<9-character id>-policy-engine.vercel.app
 # and branch URLs <app>-git-<branch>-policy-engine.vercel.app.
-DEFAULT_ORIGIN_REGEX = (
+PRODUCTION_ORIGIN_REGEX = "https://" + re.escape(APP_NAME) + r"\.vercel\.app"
+PREVIEW_ORIGIN_REGEX = (
     "https://"
     + re.escape(APP_NAME)
     + r"(\.vercel\.app|(-[a-z0-9]{9}|-git-[a-z0-9-]+)-policy-engine\.vercel\.app)"
 )
+
+
+def default_origin_regex() -> str:
+    """PRODUCTION_ORIGIN_REGEX in production (Modal environment main), else
+    PREVIEW_ORIGIN_REGEX.
+
+    The preview shapes are also the production address of a Vercel project
+    named, say, <app>-git-x-policy-engine (<project>.vercel.app), which
+    anyone can create. So production trusts only its own frontend; staging
+    and testing, which the previews call (make vercel-env), and local runs
+    accept the previews too. Modal sets MODAL_ENVIRONMENT in its containers.
+    """
+    if os.environ.get("MODAL_ENVIRONMENT") == "main":
+        return PRODUCTION_ORIGIN_REGEX
+    return PREVIEW_ORIGIN_REGEX
 
 
 class Settings(BaseSettings):
@@ -96,9 +113,10 @@ class Settings(BaseSettings):
     # from this; locally it also waits behind other requests.
     job_timeout_seconds: float = Field(900.0, gt=0)
     # Local jobs only (make dev, tests): answers kept, in megabytes of JSON,
-    # newest first, and jobs allowed to wait at once (429 past that). On
-    # Modal, Modal keeps each job's answer for 7 days.
+    # newest first. On Modal, Modal keeps each job's answer for 7 days.
     job_results_mb: int = Field(64, ge=1)
+    # Jobs submitted and not finished, at once (429 past that): locally, in
+    # this server; on Modal, across the app's containers in one environment.
     max_pending_jobs: int = Field(20, gt=0)
     # Reformed tax-benefit systems kept by the calculation worker, least
     # recently used out first.
@@ -115,8 +133,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ORIGINS
-    # CORS_ALLOW_ORIGIN_REGEX="" turns the pattern off.
-    cors_allow_origin_regex: str | None = DEFAULT_ORIGIN_REGEX
+    # CORS_ALLOW_ORIGIN_REGEX replaces the default pattern (which depends on
+    # the Modal environment, see default_origin_regex); "" turns it off.
+    cors_allow_origin_regex: str | None = Field(default_factory=default_origin_regex)
 
     @field_validator("calculation_timeout_seconds")
     @classmethod

@@ -1,11 +1,12 @@
 """On Modal, each job is a spawned call of ``run_job``: the wiring in
-modal_app.py, checked offline with stand-ins for Modal's calls.
+modal_app.py, checked offline with stand-ins for Modal's calls and Dicts.
 
 The stand-in call runs the real ``run_job`` body in this process when it is
 asked for its result, so what the web function hands back is what a job
 container would have returned.
 """
 
+import asyncio
 import copy
 
 import modal
@@ -13,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from api.settings import Settings
+from api.settings import Settings, get_settings
 
 
 class Aio:
@@ -23,11 +24,41 @@ class Aio:
         self.aio = function
 
 
+class StandInDict:
+    """A ``modal.Dict`` in memory, with the ``.aio`` methods ModalJobs uses."""
+
+    _MISSING = object()
+
+    def __init__(self):
+        self.data: dict = {}
+
+        async def get(key, default=None):
+            return self.data.get(key, default)
+
+        async def put(key, value):
+            self.data[key] = value
+            return True
+
+        async def pop(key, default=self._MISSING):
+            if default is self._MISSING:
+                return self.data.pop(key)
+            return self.data.pop(key, default)
+
+        async def items():
+            for item in list(self.data.items()):
+                yield item
+
+        self.get, self.put, self.pop = Aio(get), Aio(put), Aio(pop)
+        self.items = Aio(items)
+
+
 class StandInCall:
     """What ``run_job.spawn`` returns: a function call with an id, whose
-    ``get(timeout=0)`` raises TimeoutError until it is finished."""
+    ``get(timeout=0)`` raises TimeoutError until it is finished. Finished,
+    it runs ``run_job`` as Modal would, with this call's id as the current
+    call's."""
 
-    def __init__(self, call_id: str, run_job, request: dict):
+    def __init__(self, call_id: str, modal_calls: "StandInModal", request: dict):
         self.object_id = call_id
         self.finished = False
         self.error: Exception | None = None
@@ -39,43 +70,77 @@ class StandInCall:
                 raise self.error
             if not self.finished:
                 raise TimeoutError
-            return self.result or await run_job.local(request)
+            if self.result is None:
+                modal_calls.running = call_id
+                try:
+                    self.result = await modal_calls.run_job.local(request)
+                finally:
+                    modal_calls.running = None
+            return self.result
 
         self.get = Aio(get)
 
 
 class StandInModal:
-    """``run_job`` (its ``spawn``) and ``modal.FunctionCall.from_id``."""
+    """``run_job`` (its ``spawn``), ``modal.FunctionCall.from_id`` (which
+    records every id it is asked for) and the app's two Dicts."""
 
     def __init__(self, run_job):
+        self.run_job = run_job
         self.calls: dict[str, StandInCall] = {}
         self.requests: list[dict] = []
+        self.looked_up: list[str] = []
+        self.running: str | None = None  # the call run_job is running for
+        self.issued = StandInDict()
+        self.pending = StandInDict()
 
         async def spawn(request):
             self.requests.append(request)
             call_id = f"fc-StandIn{len(self.calls) + 1:04d}"
-            self.calls[call_id] = StandInCall(call_id, run_job, request)
+            self.calls[call_id] = StandInCall(call_id, self, request)
             return self.calls[call_id]
 
         self.spawn = Aio(spawn)
 
     def from_id(self, call_id: str) -> StandInCall:
+        self.looked_up.append(call_id)
         if call_id not in self.calls:
             raise modal.exception.NotFoundError(f"no function call {call_id}")
         return self.calls[call_id]
 
 
 @pytest.fixture
-def deployed(web_function_app, modal_app):
+def deployed(web_function_app, modal_app, monkeypatch):
     """The web function's app, with its jobs spawned on the stand-in."""
     api = web_function_app
-    # The web function hands its jobs to run_job, not to this process.
-    assert isinstance(api.state.jobs, modal_app.ModalJobs)
-    assert api.state.jobs.function is modal_app.run_job
+    jobs = api.state.jobs
+    # The web function hands its jobs to run_job, not to this process, and
+    # keeps them in the environment's Modal Dicts, under the settings' cap.
+    assert isinstance(jobs, modal_app.ModalJobs)
+    assert jobs.function is modal_app.run_job
+    assert jobs.issued is modal_app.ISSUED_JOBS
+    assert jobs.pending is modal_app.PENDING_JOBS
+    assert isinstance(jobs.issued, modal.Dict)
+    assert jobs.max_pending == get_settings().max_pending_jobs
     stand_in = StandInModal(modal_app.run_job)
-    api.state.jobs = modal_app.ModalJobs(stand_in, from_id=stand_in.from_id)
+    # run_job frees its place in the module's Dict, by its own call's id.
+    monkeypatch.setattr(modal_app, "PENDING_JOBS", stand_in.pending)
+    monkeypatch.setattr(modal, "current_function_call_id", lambda: stand_in.running)
+    api.state.jobs = modal_app.ModalJobs(
+        stand_in,
+        max_pending=jobs.max_pending,
+        issued=stand_in.issued,
+        pending=stand_in.pending,
+        from_id=stand_in.from_id,
+    )
     with TestClient(api) as client:
         yield client, stand_in
+
+
+def submit(client) -> str:
+    response = client.post("/jobs", json={"household": EXAMPLE_HOUSEHOLD})
+    assert response.status_code == 202, response.text
+    return response.json()["job_id"]
 
 
 def test_a_job_is_a_spawned_call_and_its_id_the_calls(deployed):
@@ -114,12 +179,116 @@ def test_a_bad_job_is_refused_before_anything_is_spawned(deployed):
     ["fc-NeverSpawned", "not-a-call-id", "fc-../../etc"],
 )
 def test_unknown_calls_are_a_404(deployed, job_id):
-    client, _ = deployed
+    client, modal_calls = deployed
 
     response = client.get(f"/jobs/{job_id}")
 
     assert response.status_code == 404
     assert response.json()["errors"][0]["loc"] == ["path", "job_id"]
+    assert modal_calls.looked_up == []
+
+
+def test_a_call_this_app_did_not_issue_is_never_fetched(deployed):
+    # A finished call of the workspace (another app's, say), whose id
+    # someone learned: it is not looked up, let alone downloaded.
+    client, modal_calls = deployed
+    call = asyncio.run(modal_calls.spawn.aio({"household": {}}))
+    call.finished = True
+    call.result = ("anything", b'{"secret":1}')
+
+    response = client.get(f"/jobs/{call.object_id}")
+
+    assert response.status_code == 404
+    assert "secret" not in response.text
+    assert modal_calls.looked_up == []
+
+
+def test_an_id_recorded_by_another_environment_is_a_404(deployed, modal_app):
+    client, modal_calls = deployed
+    others = [
+        modal_app.job_mark(name)
+        for name in ("main", "staging", "testing")
+        if modal_app.job_mark(name) != modal_app.JOB_MARK
+    ]
+    assert len(others) >= 2
+    job_ids = [submit(client) for _ in others]
+    assert all(modal_calls.issued.data[id] == modal_app.JOB_MARK for id in job_ids)
+    for job_id, mark in zip(job_ids, others, strict=True):
+        modal_calls.calls[job_id].finished = True
+        modal_calls.issued.data[job_id] = mark
+
+        assert client.get(f"/jobs/{job_id}").status_code == 404
+    assert modal_calls.looked_up == []
+
+
+def test_the_mark_names_the_modal_environment(modal_app, monkeypatch):
+    monkeypatch.setenv("MODAL_ENVIRONMENT", "staging")
+    assert modal_app.modal_environment() == "staging"
+    monkeypatch.delenv("MODAL_ENVIRONMENT")
+    assert modal_app.modal_environment() == "local"
+
+    marks = {modal_app.job_mark(name) for name in ("main", "staging", "testing")}
+    assert len(marks) == 3
+    assert all(modal_app.APP_NAME in mark for mark in marks)
+    assert modal_app.JOB_MARK == modal_app.job_mark(modal_app.modal_environment())
+
+
+def test_past_max_pending_jobs_a_job_is_refused_until_one_finishes(deployed):
+    client, modal_calls = deployed
+    client.app.state.jobs.max_pending = 2
+    first, second = submit(client), submit(client)
+    assert set(modal_calls.pending.data) == {first, second}
+
+    refused = client.post("/jobs", json={"household": EXAMPLE_HOUSEHOLD})
+
+    assert refused.status_code == 429
+    assert "MAX_PENDING_JOBS" in refused.json()["message"]
+    assert list(modal_calls.calls) == [first, second]  # nothing spawned
+
+    # run_job frees its own place when it is done.
+    modal_calls.calls[first].finished = True
+    assert client.get(f"/jobs/{first}").json()["status"] == "ok"
+    assert set(modal_calls.pending.data) == {second}
+    submit(client)
+
+
+def test_a_job_that_never_freed_its_place_stops_counting(deployed, modal_app):
+    # A container that died mid-job never removes its entry: past run_job's
+    # own timeout it is no longer counted, and is removed.
+    client, modal_calls = deployed
+    jobs = client.app.state.jobs
+    jobs.max_pending = 2
+    now = 1_000_000.0
+    jobs.clock = lambda: now
+    expiry = modal_app.PENDING_JOB_EXPIRY_SECONDS
+    assert expiry >= modal_app.JOB_FUNCTION_TIMEOUT_SECONDS
+    modal_calls.pending.data.update(
+        {"fc-Crashed": now - expiry - 1, "fc-StillRunning": now - expiry + 1}
+    )
+
+    job_id = submit(client)
+
+    assert set(modal_calls.pending.data) == {"fc-StillRunning", job_id}
+    refused = client.post("/jobs", json={"household": EXAMPLE_HOUSEHOLD})
+    assert refused.status_code == 429
+
+
+def test_a_job_keeps_its_answer_if_its_place_cannot_be_freed(
+    deployed, modal_app, monkeypatch
+):
+    client, modal_calls = deployed
+    job_id = submit(client)
+
+    async def unreachable(*args):
+        raise modal.exception.ConnectionError("Modal is unreachable")
+
+    monkeypatch.setattr(modal_calls.pending.pop, "aio", unreachable)
+    modal_calls.calls[job_id].finished = True
+
+    answer = client.get(f"/jobs/{job_id}")
+
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "ok"
 
 
 def test_an_expired_result_is_a_404(deployed):

@@ -5,17 +5,25 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from api.settings import APP_NAME, DEFAULT_ORIGIN_REGEX, DEFAULT_ORIGINS, Settings
+from api.settings import (
+    APP_NAME,
+    DEFAULT_ORIGINS,
+    PREVIEW_ORIGIN_REGEX,
+    PRODUCTION_ORIGIN_REGEX,
+    Settings,
+)
+
+CORS_VARIABLES = ("CORS_ALLOW_ORIGINS", "CORS_ALLOW_ORIGIN_REGEX")
 
 
 def test_defaults_when_nothing_is_set(monkeypatch):
-    for name in ("MAX_PEOPLE", "CORS_ALLOW_ORIGINS", "CORS_ALLOW_ORIGIN_REGEX"):
+    for name in ("MAX_PEOPLE", "MODAL_ENVIRONMENT", *CORS_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
 
     assert settings.max_people == 50
     assert settings.cors_allow_origins == DEFAULT_ORIGINS
-    assert settings.cors_allow_origin_regex == DEFAULT_ORIGIN_REGEX
+    assert settings.cors_allow_origin_regex == PREVIEW_ORIGIN_REGEX
 
 
 def test_environment_overrides(monkeypatch):
@@ -45,17 +53,52 @@ def test_a_bad_value_names_its_variable(monkeypatch):
         Settings()
 
 
-@pytest.mark.parametrize(
-    ("origin", "allowed"),
-    [
-        (f"https://{APP_NAME}.vercel.app", True),
-        (f"https://{APP_NAME}-abc123xyz-policy-engine.vercel.app", True),
-        (f"https://{APP_NAME}-git-my-branch-policy-engine.vercel.app", True),
-        ("https://other-app-abc123xyz-policy-engine.vercel.app", False),
-        (f"https://{APP_NAME}-abc123xyz-someone-else.vercel.app", False),
-        (f"https://{APP_NAME}.vercel.app.evil.example", False),
-        (f"http://{APP_NAME}.vercel.app", False),
-    ],
+PRODUCTION = f"https://{APP_NAME}.vercel.app"
+# Also what a Vercel project of that name, anyone's, would be served at.
+PREVIEWS = (
+    f"https://{APP_NAME}-abc123xyz-policy-engine.vercel.app",
+    f"https://{APP_NAME}-git-my-branch-policy-engine.vercel.app",
 )
-def test_only_this_projects_vercel_deployments_match_by_default(origin, allowed):
-    assert bool(re.fullmatch(DEFAULT_ORIGIN_REGEX, origin)) is allowed
+OTHERS = (
+    "https://other-app-abc123xyz-policy-engine.vercel.app",
+    f"https://{APP_NAME}-abc123xyz-someone-else.vercel.app",
+    f"https://{APP_NAME}.vercel.app.evil.example",
+    f"http://{APP_NAME}.vercel.app",
+)
+
+
+def default_regex(monkeypatch, environment: str | None) -> str | None:
+    for name in CORS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if environment is None:
+        monkeypatch.delenv("MODAL_ENVIRONMENT", raising=False)
+    else:
+        monkeypatch.setenv("MODAL_ENVIRONMENT", environment)
+    return Settings().cors_allow_origin_regex
+
+
+def test_production_accepts_only_its_own_frontend(monkeypatch):
+    regex = default_regex(monkeypatch, "main")
+
+    assert regex == PRODUCTION_ORIGIN_REGEX
+    assert re.fullmatch(regex, PRODUCTION)
+    for origin in PREVIEWS + OTHERS:
+        assert not re.fullmatch(regex, origin), origin
+
+
+@pytest.mark.parametrize("environment", ["staging", "testing", None])
+def test_other_environments_accept_this_projects_previews_too(monkeypatch, environment):
+    regex = default_regex(monkeypatch, environment)
+
+    assert regex == PREVIEW_ORIGIN_REGEX
+    for origin in (PRODUCTION, *PREVIEWS):
+        assert re.fullmatch(regex, origin), origin
+    for origin in OTHERS:
+        assert not re.fullmatch(regex, origin), origin
+
+
+def test_the_pattern_setting_still_replaces_the_default_in_production(monkeypatch):
+    monkeypatch.setenv("MODAL_ENVIRONMENT", "main")
+    monkeypatch.setenv("CORS_ALLOW_ORIGIN_REGEX", PREVIEW_ORIGIN_REGEX)
+
+    assert Settings().cors_allow_origin_regex == PREVIEW_ORIGIN_REGEX
