@@ -9,7 +9,8 @@ the client gets a 400 that says what to send, not a 500:
   own message (a year it has no parameters for, or an input it needs).
 
 Replies are plain tuples, since they cross a pipe from the worker process:
-``("ok", result, details)`` or ``("problem", status, problems)``. The
+``("ok", result, details)`` or ``("problem", status, problems)``, with
+``POLICY_FAILED`` after the problems when no household could use the policy. The
 details say how the policy's tax-benefit system was made and when each
 stage ran, for the request's log line and trace (``api/engine.py``).
 """
@@ -23,6 +24,8 @@ from api.validation import problem
 
 # The model's messages can be long; the client gets the start.
 MESSAGE_LIMIT = 300
+# The mark on a problem reply that says the policy itself cannot be built.
+POLICY_FAILED = "policy failed"
 
 
 # How a policy's system was made (``systems.path_for``), as the logs say it:
@@ -35,6 +38,18 @@ def calculate(systems, household: dict, policy: dict | None) -> tuple:
     # Wall-clock nanoseconds: the server records them as trace spans, and
     # both processes share the clock.
     started = time.time_ns()
+    try:
+        systems.path_for(policy or None)  # builds the policy's system, once
+    except Exception as error:  # noqa: BLE001 - policyengine's own build refuses it
+        # The policy was checked: every path and value is one the model
+        # knows. What fails here fails in policyengine's own Simulation too
+        # (two structural reforms defining one variable, say), for every
+        # household: a 400 about the policy, which the server remembers.
+        message = (
+            "policyengine cannot apply this policy: "
+            f"{type(error).__name__}: {short(str(error))}"
+        )
+        return "problem", 400, [problem(("policy",), message)], POLICY_FAILED
     try:
         simulation = systems.simulation(household, policy or None)
         built = time.time_ns()

@@ -100,6 +100,9 @@ class Engine:
         self.settings = settings
         self._systems: Any = None  # api.systems.TaxBenefitSystems once warm
         self.answers = BytesCache(settings.result_cache_mb * MB)
+        # Policies policyengine could not build, with the 400 they got:
+        # refused at once next time, not after another full build.
+        self.failed_policies = BytesCache(MB)
         self._running: dict[str, asyncio.Future] = {}
         self._warm_up_lock = threading.Lock()
         self._ready = threading.Event()
@@ -227,6 +230,9 @@ class Engine:
             if not self.ready:
                 await asyncio.to_thread(self.warm_up)
             await asyncio.to_thread(self._check, household, policy)
+            if policy and (failed := self.failed_policies.get(policy_key(policy))):
+                status, problems = json.loads(failed)
+                raise RequestProblem(problems, status=status)
 
     async def _answer(
         self,
@@ -357,6 +363,10 @@ class Engine:
         if reply[0] == "ok":
             return encode_answer(reply[1])
         if reply[0] == "problem":
+            if reply[3:] == (calculation.POLICY_FAILED,):
+                self.failed_policies.put(
+                    policy_key(job[2]), json.dumps([reply[1], reply[2]]).encode()
+                )
             raise RequestProblem(reply[2], status=reply[1])
         raise RuntimeError(f"calculation failed in the worker:\n{reply[1]}")
 

@@ -22,6 +22,7 @@ import api.calculation
 from api.engine import CalculationTimeout, Engine, TimeLimit, WorkerUnavailable
 from api.examples import EXAMPLE_HOUSEHOLD
 from api.settings import Settings
+from api.validation import RequestProblem
 from tests.conftest import assert_same_values
 
 KILLED = "killed-every-time"  # a person whose calculation kills its worker
@@ -244,3 +245,43 @@ def test_worker_unavailable_is_what_a_double_crash_raises(make_engine, moments):
     engine = make_engine()
     with pytest.raises(WorkerUnavailable, match="SIGKILL"):
         asyncio.run(engine.calculate(household_with(KILLED), None))
+
+
+def test_a_policy_policyengine_cannot_build_is_a_400_and_remembered(
+    make_engine, monkeypatch
+):
+    from api.examples import EXAMPLE_POLICY
+
+    engine = make_engine()
+    systems = engine.systems
+    real_path_for = systems.path_for
+
+    def path_for(policy):
+        if policy == EXAMPLE_POLICY:  # as policyengine fails on some policies
+            raise ValueError("two reforms define one variable")
+        return real_path_for(policy)
+
+    monkeypatch.setattr(systems, "path_for", path_for)  # the worker forks after
+    runs = []
+    real_run = engine.worker.run
+    monkeypatch.setattr(
+        engine.worker, "run", lambda *args: runs.append(args) or real_run(*args)
+    )
+
+    async def twice():
+        refusals = []
+        for earnings in (50_000, 51_000):  # two households, one policy
+            with pytest.raises(RequestProblem) as refused:
+                await engine.calculate(
+                    household_with(earnings=earnings), EXAMPLE_POLICY
+                )
+            refusals.append(refused.value)
+        return refusals
+
+    first, second = asyncio.run(twice())
+    assert first.status == second.status == 400
+    assert first.problems == second.problems
+    (refusal,) = first.problems
+    assert refusal["loc"] == ["policy"]
+    assert "two reforms define one variable" in refusal["msg"]
+    assert len(runs) == 1  # the second was refused without the worker
