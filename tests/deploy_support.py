@@ -64,7 +64,7 @@ The reference's "What NOT to do" list, and where each rule is enforced:
    -> test_local_checks.py: test_deploy_refuses_an_app_not_named_after_the_repo;
       test_makefile.py: test_makefile_rejects_unsafe_app_names
 7. MUST NOT hardcode secrets in Python code: ``make deploy`` refuses when the
-   shipped code (modal_app.py, api/) contains what looks like a secret.
+   shipped code (modal_app.py, api/, policyengine_backend/) contains what looks like a secret.
    -> test_local_checks.py: test_deploy_refuses_hardcoded_secrets,
       test_rendered_projects_pass_the_local_checks
 8. MUST NOT deploy without confirming the target workspace with

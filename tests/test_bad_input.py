@@ -21,13 +21,13 @@ from tests.conftest import TEMPLATE, bake, run
 
 
 def fastapi_keywords(path: Path) -> dict:
-    """The constant keyword arguments of the FastAPI(...) call in a module."""
+    """The constant keyword arguments of the create_app(...) call in a module."""
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "FastAPI":
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "create_app":
             return {
                 k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)
             }
-    raise AssertionError("no FastAPI(...) call")
+    raise AssertionError("no create_app(...) call")
 
 
 BAD_NAMES = {

@@ -93,7 +93,7 @@ image = (
     # The runtime dependencies, without the dev group.
     locked_image("--no-dev")
     .env({"NUMEXPR_MAX_THREADS": "4", WARM_UP_VARIABLE: "1"})
-    .add_local_python_source("api")
+    .add_local_python_source("api", "policyengine_backend")
 )
 
 # The standalone health check needs nothing but FastAPI (the `health` group
@@ -102,12 +102,12 @@ image = (
 health_image = locked_image("--only-group health")
 
 if os.environ.get(WARM_UP_VARIABLE) == "1":
-    from api.engine import get_engine
+    from policyengine_backend.engine import get_engine
 
     get_engine().warm_up()
 
 
-# The backend's settings (api/settings.py) that follow from the above.
+# The backend's settings (policyengine_backend/settings.py) that follow from the above.
 BACKEND_ENV: dict[str, str | None] = {
     "MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB),
     "MEMORY_RECYCLE_MB": str(MEMORY_RECYCLE_MB),
@@ -135,7 +135,7 @@ BACKEND_CONTAINER = dict(
 @modal.asgi_app()
 def fastapi_app():
     from api.main import app as api
-    from api.settings import get_settings
+    from policyengine_backend.settings import get_settings
 
     api.state.jobs = ModalJobs(run_job, max_pending=get_settings().max_pending_jobs)
     return api
@@ -178,8 +178,8 @@ PENDING_JOB_EXPIRY_SECONDS = JOB_FUNCTION_TIMEOUT_SECONDS
 async def run_job(request: dict) -> tuple[str, bytes]:
     """One job: the JSON body /calculate would answer for ``request``,
     marked as this function's (see ``ModalJobs.answer``)."""
-    from api import jobs
-    from api.engine import get_engine
+    from policyengine_backend import jobs
+    from policyengine_backend.engine import get_engine
 
     answer = await jobs.run(get_engine(), request)
     # Done: its place under MAX_PENDING_JOBS is free. If this fails, the
@@ -206,7 +206,7 @@ class ModalJobs:
     and those still pending are kept in the environment's Dicts (``issued``,
     ``pending``: Modal's by default, stand-ins in the tests), so every
     container sees the same jobs and the same count under ``max_pending``.
-    (``api/jobs.py`` has the interface, and the local stand-in.)
+    (``policyengine_backend/jobs.py`` has the interface, and the local stand-in.)
     """
 
     def __init__(
@@ -229,7 +229,7 @@ class ModalJobs:
     async def submit(self, request: dict) -> str:
         # Imported here: importing api/ loads the model's package, which
         # `modal deploy` (importing this file locally) does not need.
-        from api.jobs import TooManyJobs
+        from policyengine_backend.jobs import TooManyJobs
 
         # Checked, then spawned: two containers submitting at the same
         # moment may both pass, so the cap can be exceeded by a job or two.
@@ -260,7 +260,7 @@ class ModalJobs:
         return count
 
     async def answer(self, job_id: str) -> bytes | None:
-        from api.jobs import UnknownJob, failed
+        from policyengine_backend.jobs import UnknownJob, failed
 
         # Only ids recorded here reach Modal: nothing is fetched for others.
         if (

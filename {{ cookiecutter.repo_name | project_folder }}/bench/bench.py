@@ -26,9 +26,9 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 import dashboard  # noqa: E402
 import memory  # noqa: E402
 
-from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY  # noqa: E402
-from api.household import fill_household  # noqa: E402
-from api.settings import COUNTRY  # noqa: E402
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY  # noqa: E402
+from policyengine_backend.household import fill_household  # noqa: E402
+from policyengine_backend.settings import COUNTRY  # noqa: E402
 
 REPEATS = 7
 POLICIES = 20
@@ -80,7 +80,7 @@ sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 start = time.perf_counter()
 import policyengine_{COUNTRY} as country
 imported = time.perf_counter()
-from api.examples import EXAMPLE_HOUSEHOLD
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
 country.Simulation(situation=EXAMPLE_HOUSEHOLD).calculate("household_net_income", 2025)
 print(json.dumps([imported - start, time.perf_counter() - imported]))
 """
@@ -90,8 +90,9 @@ def main() -> None:
     # Startup: what a new container does before its first request.
     start_time, _ = timed(lambda: importlib.import_module("api.main"))
     import api.main
+    import policyengine_backend.routes
 
-    engine = api.main.engine
+    engine = policyengine_backend.routes.engine
     warm_up_time, _ = timed(engine.warm_up)
     client = TestClient(api.main.app)
     country = importlib.import_module(f"policyengine_{COUNTRY}")

@@ -11,7 +11,7 @@
 import statistics
 import time
 
-from api.examples import EXAMPLE_PARAMETER
+from policyengine_backend.examples import EXAMPLE_PARAMETER
 
 REPEATS = 5
 DISTINCT_LOOKUPS = 20_000

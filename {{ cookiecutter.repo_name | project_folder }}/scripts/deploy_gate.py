@@ -44,8 +44,8 @@ ENVIRONMENTS = ("main", "staging", "testing")
 TOKEN_VARIABLES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET")
 
 # What Modal ships into the image: the secret scan looks at these.
-SHIPPED = ("modal_app.py", "api")
-# Files that hold secrets by their nature, wherever they are under api/.
+SHIPPED = ("modal_app.py", "api", "policyengine_backend")
+# Files that hold secrets by their nature, wherever they are in the shipped code.
 SECRET_FILES = (".env*", "*.pem", "*.key")
 # Well-known token formats (Anthropic, OpenAI, GitHub, Slack, AWS, Hugging
 # Face, Modal) and private keys.
@@ -276,12 +276,12 @@ def shipped_files(project: Path) -> Iterator[Path]:
 
 def secret_places(project: Path = Path(".")) -> list[str]:
     """``path:line`` of each line that looks like a secret, and ``path:file``
-    of each secret-like file under api/; never the secret itself (these end
+    of each secret-like file in the shipped code; never the secret itself (these end
     up in CI logs)."""
     places = set()
     for path in shipped_files(project):
         relative = path.relative_to(project)
-        if relative.parts[0] == "api" and any(
+        if relative.parts[0] in SHIPPED and any(
             fnmatch.fnmatch(path.name, pattern) for pattern in SECRET_FILES
         ):
             places.add(f"{relative.as_posix()}:file")
@@ -422,7 +422,10 @@ def parser() -> argparse.ArgumentParser:
     app = command("check-app", "modal_app.py names the app after the repository")
     app.add_argument("--app", required=True)
 
-    command("check-secrets", "no secret is written into modal_app.py or api/")
+    command(
+        "check-secrets",
+        "no secret is written into modal_app.py, api/ or policyengine_backend/",
+    )
 
     lock = command("check-lock", "uv.lock matches pyproject.toml")
     lock.add_argument("--uv", required=True)

@@ -35,7 +35,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "api" / "examples.py"
+EXAMPLES_FILE = (
+    Path(__file__).resolve().parents[1] / "policyengine_backend" / "examples.py"
+)
 # A new deployment may still be starting (503) or warming up, or busy
 # (429): keep asking.
 RETRY_STATUSES = {429, 502, 503, 504}

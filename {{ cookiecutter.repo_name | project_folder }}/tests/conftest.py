@@ -14,9 +14,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from api.engine import get_engine
-from api.household import requested_values
-from api.settings import COUNTRY, MAX_CALCULATION_TIMEOUT_SECONDS
+from policyengine_backend.engine import get_engine
+from policyengine_backend.household import requested_values
+from policyengine_backend.settings import COUNTRY, MAX_CALCULATION_TIMEOUT_SECONDS
 
 # The suite checks answers, not deadlines or memory budgets: this process
 # also holds the reference simulations, and a loaded machine is slow. So
@@ -84,7 +84,7 @@ def country_package():
 @pytest.fixture(scope="session")
 def reference_system(country_package):
     """Current law as policyengine's own Simulation builds it."""
-    from api.examples import EXAMPLE_HOUSEHOLD
+    from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
 
     return country_package.Simulation(situation=EXAMPLE_HOUSEHOLD).tax_benefit_system
 

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 from tests.conftest import assert_same_values
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from api.household import requested_values
+from policyengine_backend.household import requested_values
 from tests.conftest import finished
 
 ENDPOINTS = [

@@ -16,13 +16,13 @@ import time
 
 import pytest
 
-import api.calculation
-from api import logs
-from api.engine import CalculationTimeout, Engine
-from api.examples import EXAMPLE_HOUSEHOLD
-from api.settings import MAX_CALCULATION_TIMEOUT_SECONDS, Settings
-from api.validation import RequestProblem
-from api.worker import memory_mb
+import policyengine_backend.calculation
+from policyengine_backend import logs
+from policyengine_backend.engine import CalculationTimeout, Engine
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
+from policyengine_backend.settings import MAX_CALCULATION_TIMEOUT_SECONDS, Settings
+from policyengine_backend.validation import RequestProblem
+from policyengine_backend.worker import memory_mb
 from tests.conftest import assert_same_values
 
 STUCK = "stuck-forever"  # a person id that makes the calculation never end
@@ -42,7 +42,7 @@ def household_with(person: str | None = None, earnings: int = 40_000) -> dict:
 @pytest.fixture
 def patched_calculation(monkeypatch):
     """Calculations of a household with a STUCK or GREEDY person misbehave."""
-    real = api.calculation.calculate
+    real = policyengine_backend.calculation.calculate
     release = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"release-{os.getpid()}")
 
     def calculate(systems, household, policy):
@@ -55,7 +55,7 @@ def patched_calculation(monkeypatch):
                 chunks.append(b"\x01" * (20 * 1024 * 1024))
         return real(systems, household, policy)
 
-    monkeypatch.setattr(api.calculation, "calculate", calculate)
+    monkeypatch.setattr(policyengine_backend.calculation, "calculate", calculate)
     yield release
     if os.path.exists(release):
         os.remove(release)

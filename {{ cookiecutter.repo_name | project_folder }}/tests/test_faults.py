@@ -18,11 +18,16 @@ from pathlib import Path
 
 import pytest
 
-import api.calculation
-from api.engine import CalculationTimeout, Engine, TimeLimit, WorkerUnavailable
-from api.examples import EXAMPLE_HOUSEHOLD
-from api.settings import Settings
-from api.validation import RequestProblem
+import policyengine_backend.calculation
+from policyengine_backend.engine import (
+    CalculationTimeout,
+    Engine,
+    TimeLimit,
+    WorkerUnavailable,
+)
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
+from policyengine_backend.settings import Settings
+from policyengine_backend.validation import RequestProblem
 from tests.conftest import assert_same_values
 
 KILLED = "killed-every-time"  # a person whose calculation kills its worker
@@ -62,7 +67,7 @@ def moments(tmp_path, monkeypatch):
     """Calculations of a household with a KILLED or BLOCKED person misbehave
     (in workers forked after this)."""
     moments = Moments(tmp_path)
-    real = api.calculation.calculate
+    real = policyengine_backend.calculation.calculate
 
     def calculate(systems, household, policy):
         if KILLED in household["people"]:
@@ -73,7 +78,7 @@ def moments(tmp_path, monkeypatch):
                 pass
         return real(systems, household, policy)
 
-    monkeypatch.setattr(api.calculation, "calculate", calculate)
+    monkeypatch.setattr(policyengine_backend.calculation, "calculate", calculate)
     return moments
 
 
@@ -157,7 +162,7 @@ def test_a_calculation_that_kills_every_worker_answers_503(
     assert response.status_code == 503
     assert "SIGKILL" in response.json()["message"]
     assert "send it again" in response.json()["message"]
-    access = [r for r in caplog.records if r.name == "api.access"]
+    access = [r for r in caplog.records if r.name == "policyengine_backend.access"]
     assert access[-1].status == 503 and access[-1].levelno == logging.WARNING
     # The next request is answered, and /health says the backend can calculate.
     next_one = {"household": household_with(earnings=47_000)}
@@ -250,7 +255,7 @@ def test_worker_unavailable_is_what_a_double_crash_raises(make_engine, moments):
 def test_a_policy_policyengine_cannot_build_is_a_400_and_remembered(
     make_engine, monkeypatch
 ):
-    from api.examples import EXAMPLE_POLICY
+    from policyengine_backend.examples import EXAMPLE_POLICY
 
     engine = make_engine()
     systems = engine.systems

@@ -4,8 +4,8 @@ import importlib.metadata
 
 from fastapi.testclient import TestClient
 
-from api.engine import Engine
-from api.settings import COUNTRY, COUNTRY_PACKAGE, get_settings
+from policyengine_backend.engine import Engine
+from policyengine_backend.settings import COUNTRY, COUNTRY_PACKAGE, get_settings
 
 
 def test_health_is_ok_once_warm(client):
@@ -23,10 +23,11 @@ def test_health_is_ok_once_warm(client):
 
 def test_health_says_starting_until_warm(monkeypatch):
     import api.main
+    import policyengine_backend.routes
 
     cold = Engine(get_settings())
     monkeypatch.setattr(cold, "warm_up", lambda: None)
-    monkeypatch.setattr(api.main, "engine", cold)
+    monkeypatch.setattr(policyengine_backend.routes, "engine", cold)
 
     with TestClient(api.main.app) as client:
         response = client.get("/health")

@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from api.engine import Engine
-from api.examples import EXAMPLE_HOUSEHOLD
-from api.jobs import LocalJobs, TooManyJobs, UnknownJob
-from api.settings import Settings
+from policyengine_backend.engine import Engine
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
+from policyengine_backend.jobs import LocalJobs, TooManyJobs, UnknownJob
+from policyengine_backend.settings import Settings
 from tests.conftest import assert_same_values, finished
 
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import uvicorn
 
-from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
 REQUESTS = int(os.environ.get("LOAD_REQUESTS", "50"))
 PARAMETER, PERIODS = next(iter(EXAMPLE_POLICY.items()))

@@ -15,13 +15,19 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import api.calculation
 import api.main
-from api import logs
-from api.calculation import POLICY_PATHS
-from api.engine import MODEL_VERSION, PACKAGE_VERSION, Engine
-from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from api.settings import APP_NAME, COUNTRY_PACKAGE, Settings, get_settings
+import policyengine_backend.calculation
+import policyengine_backend.routes
+from policyengine_backend import logs
+from policyengine_backend.calculation import POLICY_PATHS
+from policyengine_backend.engine import MODEL_VERSION, PACKAGE_VERSION, Engine
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from policyengine_backend.settings import (
+    APP_NAME,
+    COUNTRY_PACKAGE,
+    Settings,
+    get_settings,
+)
 
 PERSON = next(iter(EXAMPLE_HOUSEHOLD["people"]))
 
@@ -40,7 +46,11 @@ def json_lines(text: str) -> list[dict]:
 
 
 def access_lines(text: str) -> list[dict]:
-    return [line for line in json_lines(text) if line["logger"] == "api.access"]
+    return [
+        line
+        for line in json_lines(text)
+        if line["logger"] == "policyengine_backend.access"
+    ]
 
 
 @pytest.fixture
@@ -147,11 +157,13 @@ def test_an_unhandled_error_is_a_500_with_its_traceback_in_the_log(
     assert "a bug" not in response.text  # the client gets no internals
     assert response.headers["PolicyEngine-Model"] == MODEL_VERSION
     lines = json_lines(stdout())
-    (line,) = [line for line in lines if line["logger"] == "api.access"]
+    (line,) = [
+        line for line in lines if line["logger"] == "policyengine_backend.access"
+    ]
     assert line["level"] == "ERROR" and line["status"] == 500
     assert "RuntimeError" in line["error"]
     (trace,) = [line for line in lines if "exception" in line]
-    assert trace["logger"] == "api.main" and trace["level"] == "ERROR"
+    assert trace["logger"] == "policyengine_backend.http" and trace["level"] == "ERROR"
     assert "RuntimeError: a bug" in trace["exception"]
 
 
@@ -177,13 +189,15 @@ def test_a_browser_frontend_may_read_the_model_header(client):
 
 def test_logs_from_the_worker_process_reach_stdout(engine, monkeypatch, capfd):
     """The worker is a fork: its records go to the same stdout, as JSON."""
-    real = api.calculation.calculate
+    real = policyengine_backend.calculation.calculate
 
     def calculate(systems, household, policy):
-        logging.getLogger("api.calculation").warning("hello from the worker")
+        logging.getLogger("policyengine_backend.calculation").warning(
+            "hello from the worker"
+        )
         return real(systems, household, policy)
 
-    monkeypatch.setattr(api.calculation, "calculate", calculate)
+    monkeypatch.setattr(policyengine_backend.calculation, "calculate", calculate)
     worker_engine = Engine(Settings())
     worker_engine._systems = engine.systems
     worker_engine._ready.set()
@@ -302,7 +316,7 @@ def test_with_a_token_requests_and_engine_stages_are_traced(traced, connections)
     app, exporter = traced
     household = household_earning(54_321.5)
     # As in production, the worker is forked after Logfire is set up.
-    api.main.engine.worker.stop()
+    policyengine_backend.routes.engine.worker.stop()
 
     response = TestClient(app).post("/calculate", json={"household": household})
 

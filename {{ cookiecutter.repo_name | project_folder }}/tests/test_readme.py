@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 DOCUMENTED_URL = "http://127.0.0.1:8000"

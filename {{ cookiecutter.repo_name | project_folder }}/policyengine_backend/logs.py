@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname,
             "logger": record.name,
-            # "calculation" for the worker process (api/worker.py).
+            # "calculation" for the worker process (policyengine_backend/worker.py).
             "process": record.processName,
             "message": record.getMessage(),
         }

@@ -1,6 +1,6 @@
 """What the calculation worker runs for a request: one household, one policy.
 
-The request has been checked already (``api/validation.py``). What the
+The request has been checked already (``policyengine_backend/validation.py``). What the
 model still refuses is turned into a problem with the path to the field, so
 the client gets a 400 that says what to send, not a 500:
 
@@ -12,15 +12,15 @@ Replies are plain tuples, since they cross a pipe from the worker process:
 ``("ok", result, details)`` or ``("problem", status, problems)``, with
 ``POLICY_FAILED`` after the problems when no household could use the policy. The
 details say how the policy's tax-benefit system was made and when each
-stage ran, for the request's log line and trace (``api/engine.py``).
+stage ran, for the request's log line and trace (``policyengine_backend/engine.py``).
 """
 
 import time
 
 from policyengine_core.errors import SituationParsingError
 
-from api.household import ModelError, fill_household
-from api.validation import problem
+from policyengine_backend.household import ModelError, fill_household
+from policyengine_backend.validation import problem
 
 # The model's messages can be long; the client gets the start.
 MESSAGE_LIMIT = 300

@@ -2,17 +2,17 @@
 
 It loads the country model and warms it up, checks each request, keeps a
 cache of finished answers, and hands calculations to the worker process
-(``api/worker.py``), one at a time. The HTTP layer (``api/main.py``) and the
+(``policyengine_backend/worker.py``), one at a time. The HTTP layer (``policyengine_backend/app.py``) and the
 Modal wiring (``modal_app.py``) both use the instance from ``get_engine()``.
 
 A request's path: limits (422 at once) -> checks against the model (400)
 -> the answer cache -> the same request already running? wait for it ->
 the worker, within the request's deadline (504 past it). ``/compare`` takes
 that path twice (current law, then the policy) within one deadline; a job
-(``api/jobs.py``) takes it once, with its own time limit.
+(``policyengine_backend/jobs.py``) takes it once, with its own time limit.
 
 Each stage is a trace span (sent to Logfire when it is set up, see
-``api/logs.py``), and what the request took (the cache? which policy path?
+``policyengine_backend/logs.py``), and what the request took (the cache? which policy path?
 how long waiting for the worker?) goes on its log line through
 ``logs.note``.
 """
@@ -29,20 +29,26 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from api import calculation, comparison
-from api.cache import BytesCache
-from api.examples import EXAMPLE_HOUSEHOLD
-from api.household import fill_household
-from api.logs import add_to_note, configure_logging, note, record_span, tracer
-from api.policy import policy_key
-from api.settings import (
+from policyengine_backend import calculation, comparison
+from policyengine_backend.cache import BytesCache
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
+from policyengine_backend.household import fill_household
+from policyengine_backend.logs import (
+    add_to_note,
+    configure_logging,
+    note,
+    record_span,
+    tracer,
+)
+from policyengine_backend.policy import policy_key
+from policyengine_backend.settings import (
     COUNTRY,
     COUNTRY_PACKAGE,
     MAX_CALCULATION_TIMEOUT_SECONDS,
     Settings,
     get_settings,
 )
-from api.validation import (
+from policyengine_backend.validation import (
     RequestProblem,
     axis_points,
     check_household,
@@ -51,7 +57,7 @@ from api.validation import (
     problem,
     years_named,
 )
-from api.worker import Crashed, OutOfMemory, TimedOut, Worker
+from policyengine_backend.worker import Crashed, OutOfMemory, TimedOut, Worker
 
 PACKAGE_VERSION = importlib.metadata.version(COUNTRY_PACKAGE)
 # On every response (a header) and every request's log line.
@@ -98,7 +104,9 @@ def encode_answer(result: dict) -> bytes:
 class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._systems: Any = None  # api.systems.TaxBenefitSystems once warm
+        self._systems: Any = (
+            None  # policyengine_backend.systems.TaxBenefitSystems once warm
+        )
         self.answers = BytesCache(settings.result_cache_mb * MB)
         # Policies policyengine could not build, with the 400 they got:
         # refused at once next time, not after another full build.
@@ -142,7 +150,7 @@ class Engine:
         with self._warm_up_lock:
             if self._ready.is_set():
                 return
-            from api.systems import TaxBenefitSystems
+            from policyengine_backend.systems import TaxBenefitSystems
 
             started = time.monotonic()
             logger.info("warming up %s", MODEL_VERSION)
@@ -174,7 +182,7 @@ class Engine:
         )
 
     def job_time_limit(self) -> TimeLimit:
-        """The limit of a job (``api/jobs.py``). On Modal, run_job's own
+        """The limit of a job (``policyengine_backend/jobs.py``). On Modal, run_job's own
         timeout is JOB_TIMEOUT_SECONDS + 60 s (modal_app.py)."""
         seconds = self.settings.job_timeout_seconds
         return TimeLimit(seconds, "JOB_TIMEOUT_SECONDS", seconds + 30)

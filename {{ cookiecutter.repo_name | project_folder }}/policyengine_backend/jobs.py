@@ -27,9 +27,14 @@ import time
 import uuid
 from typing import Protocol
 
-from api.cache import BytesCache
-from api.engine import MB, CalculationTimeout, Engine, WorkerUnavailable
-from api.validation import RequestProblem, problem
+from policyengine_backend.cache import BytesCache
+from policyengine_backend.engine import (
+    MB,
+    CalculationTimeout,
+    Engine,
+    WorkerUnavailable,
+)
+from policyengine_backend.validation import RequestProblem, problem
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 They follow policyengine-api's ``POST /{{ cookiecutter.country }}/calculate``, so a frontend
 written against it works here unchanged. The models describe the shapes;
 whether a variable or parameter exists is checked against the country model
-in ``api/validation.py``.
+in ``policyengine_backend/validation.py``.
 """
 
 from typing import Annotated, Any, Literal
@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from api.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
 # A variable's values by period: {"2025": 30000}. null asks for the value.
 Value = bool | int | float | str | None
@@ -80,7 +80,7 @@ class Household(BaseModel):
 Policy = dict[str, dict[str, StrictBool | StrictInt | StrictFloat]]
 
 
-# Shown in /docs, where "Try it out" sends them (see api/main.py).
+# Shown in /docs, where "Try it out" sends them (see policyengine_backend/app.py).
 CALCULATE_EXAMPLES: Any = [
     {"household": EXAMPLE_HOUSEHOLD},
     {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY},

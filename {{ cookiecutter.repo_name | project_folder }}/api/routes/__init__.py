@@ -1,0 +1,8 @@
+"""This project's own endpoints: one module per feature, each an APIRouter.
+
+Add a feature's router to ROUTERS and ``api/main.py`` serves it.
+"""
+
+from fastapi import APIRouter
+
+ROUTERS: list[APIRouter] = []
