@@ -6,5 +6,15 @@ Maintained by the template this project was made from and updated with
 """
 
 from policyengine_backend.app import create_app
+from policyengine_backend.endpoints import worker_endpoint
+from policyengine_backend.models import Household, Policy
+from policyengine_backend.worker_functions import Problem, Simulations
 
-__all__ = ["create_app"]
+__all__ = [
+    "Household",
+    "Policy",
+    "Problem",
+    "Simulations",
+    "create_app",
+    "worker_endpoint",
+]

@@ -1,18 +1,22 @@
-"""What the calculation worker runs for a request: one household, one policy.
+"""What the calculation worker runs for a job: a registered worker
+function (``worker_functions.py``), given the request and simulations.
 
-The request has been checked already (``policyengine_backend/validation.py``). What the
-model still refuses is turned into a problem with the path to the field, so
-the client gets a 400 that says what to send, not a 500:
+The request has been checked already (``policyengine_backend/validation.py``).
+What the model still refuses is turned into a problem with the path to the
+field, so the client gets a 400 that says what to send, not a 500:
 
 - a situation policyengine cannot parse (a person in two tax units, say);
 - a value the model cannot calculate for this household, with the model's
-  own message (a year it has no parameters for, or an input it needs).
+  own message (a year it has no parameters for, or an input it needs);
+- a policy policyengine itself cannot build (marked ``POLICY_FAILED``, so
+  the server refuses it at once next time);
+- whatever the function refuses itself (``Problem``).
 
 Replies are plain tuples, since they cross a pipe from the worker process:
 ``("ok", result, details)`` or ``("problem", status, problems)``, with
-``POLICY_FAILED`` after the problems when no household could use the policy. The
-details say how the policy's tax-benefit system was made and when each
-stage ran, for the request's log line and trace (``policyengine_backend/engine.py``).
+``POLICY_FAILED`` after the problems when no household could use the policy.
+The details say how the policy's tax-benefit system was made and when each
+stage ran, for the request's log line and trace (``engine.py``).
 """
 
 import time
@@ -21,6 +25,12 @@ from policyengine_core.errors import SituationParsingError
 
 from policyengine_backend.household import ModelError, fill_household
 from policyengine_backend.validation import problem
+from policyengine_backend.worker_functions import (
+    WORKER_FUNCTIONS,
+    PolicyFailed,
+    Problem,
+    Simulations,
+)
 
 # The model's messages can be long; the client gets the start.
 MESSAGE_LIMIT = 300
@@ -28,45 +38,37 @@ MESSAGE_LIMIT = 300
 POLICY_FAILED = "policy failed"
 
 
-# How a policy's system was made (``systems.path_for``), as the logs say it:
-# current law; derived from the baseline by copying only the changed
-# parameters; or a full build of the country's system.
-POLICY_PATHS = {"baseline": "baseline", "fast": "derived", "slow": "full_build"}
-
-
-def calculate(systems, household: dict, policy: dict | None) -> tuple:
-    # Wall-clock nanoseconds: the server records them as trace spans, and
-    # both processes share the clock.
+def run(systems, name: str, body: dict) -> tuple:
+    """Run the worker function registered as ``name`` on a request body."""
+    function = WORKER_FUNCTIONS[name]
+    simulations = Simulations(systems)
     started = time.time_ns()
     try:
-        systems.path_for(policy or None)  # builds the policy's system, once
-    except Exception as error:  # noqa: BLE001 - policyengine's own build refuses it
-        # The policy was checked: every path and value is one the model
-        # knows. What fails here fails in policyengine's own Simulation too
-        # (two structural reforms defining one variable, say), for every
-        # household: a 400 about the policy, which the server remembers.
-        message = (
-            "policyengine cannot apply this policy: "
-            f"{type(error).__name__}: {short(str(error))}"
-        )
+        request = function.request_model.model_validate(body)
+        result = function.function(request, simulations)
+    except PolicyFailed as error:
+        message = f"policyengine cannot apply this policy: {short(str(error))}"
         return "problem", 400, [problem(("policy",), message)], POLICY_FAILED
-    try:
-        simulation = systems.simulation(household, policy or None)
-        built = time.time_ns()
-        result = fill_household(simulation, household)
+    except Problem as error:
+        return "problem", error.status, error.problems
     except SituationParsingError as error:
         return "problem", 400, list(parsing_problems(error.error))
     except ModelError as error:
         message = f"the model could not calculate this: {short(str(error))}"
         return "problem", 400, [problem(error.location, message)]
-    details = {
-        "policy_path": POLICY_PATHS[systems.path_for(policy or None)],
-        "stages": {
-            "build simulation": (started, built),
-            "calculate values": (built, time.time_ns()),
-        },
-    }
+    stages = dict(simulations.stages)
+    built = stages.get("build simulation", (started, started))[1]
+    stages["calculate values"] = (built, time.time_ns())
+    details = {"policy_path": simulations.policy_path, "stages": stages}
     return "ok", result, details
+
+
+def calculate(request, simulations: Simulations) -> dict:
+    """Fill every null in the household, under the policy if one is given."""
+    # Only what was sent: the answer echoes the request with nulls filled.
+    household = request.household.model_dump(exclude_unset=True)
+    simulation = simulations.simulation(household, request.policy)
+    return fill_household(simulation, household)
 
 
 def short(message: str) -> str:

@@ -200,12 +200,29 @@ class Engine:
         given: jobs have their own). Raises RequestProblem (4xx) or
         CalculationTimeout (504).
         """
+        return await self.call(
+            "calculate", {"household": household, "policy": policy}, limit
+        )
+
+    async def call(
+        self, name: str, body: dict, limit: TimeLimit | None = None
+    ) -> bytes:
+        """The answer of the worker function registered as ``name``
+        (``worker_functions.py``) to a request body, as JSON bytes.
+
+        The body's ``household`` and ``policy``, if it has them, are checked
+        first. ``limit`` counts from now, waiting included (``time_limit()``
+        unless given: jobs have their own). Raises RequestProblem (4xx),
+        CalculationTimeout (504) or WorkerUnavailable (503).
+        """
         limit = limit or self.time_limit()
         deadline = time.monotonic() + limit.seconds
-        await self.check(household, policy)
-        return await self._answer(household, policy, deadline, limit)
+        await self.check(body.get("household"), body.get("policy"))
+        return await self._answer(name, body, deadline, limit)
 
-    async def compare(self, household: dict, policy: dict) -> bytes:
+    async def compare(
+        self, household: dict, policy: dict, limit: TimeLimit | None = None
+    ) -> bytes:
         """The answer to ``/compare``: the household under current law and
         under ``policy``, and the change, as JSON bytes.
 
@@ -213,11 +230,19 @@ class Engine:
         ``/calculate`` (a dashboard's baseline is usually cached already),
         and together they get one request's time limit.
         """
-        limit = self.time_limit()
+        limit = limit or self.time_limit()
         deadline = time.monotonic() + limit.seconds
         await self.check(household, policy)
         answers = [
-            json.loads(await self._answer(household, each, deadline, limit, label))
+            json.loads(
+                await self._answer(
+                    "calculate",
+                    {"household": household, "policy": each},
+                    deadline,
+                    limit,
+                    label,
+                )
+            )
             for each, label in ((None, "baseline_answer"), (policy, "reform_answer"))
         ]
         baseline, reform = (answer["result"] for answer in answers)
@@ -228,12 +253,14 @@ class Engine:
         }
         return encode_answer(result)
 
-    async def check(self, household: dict, policy: dict | None) -> None:
+    async def check(self, household: dict | None, policy: dict | None) -> None:
         """Raise RequestProblem unless the request is within the limits (422)
         and the model knows everything it names (400)."""
-        note(axis_points=axis_points(household))
+        if household is None and not policy:
+            return  # nothing of the model's to check
+        note(axis_points=axis_points(household or {}))
         with tracer.start_as_current_span("check request"):
-            if problems := check_limits(household, policy, self.settings):
+            if problems := check_limits(household or {}, policy, self.settings):
                 raise RequestProblem(problems, status=422)
             if not self.ready:
                 await asyncio.to_thread(self.warm_up)
@@ -244,8 +271,8 @@ class Engine:
 
     async def _answer(
         self,
-        household: dict,
-        policy: dict | None,
+        name: str,
+        body: dict,
         deadline: float,
         limit: TimeLimit,
         label: str = "answer",
@@ -259,9 +286,14 @@ class Engine:
         of its own (its shorter limit, its worker, its client leaving), it
         runs the calculation itself while its own time lasts.
         """
-        # The household's own order is kept: member order decides which
-        # person an axis varies, and the answer echoes what was sent.
-        key = json.dumps([household, policy_key(policy)], separators=(",", ":"))
+        household = body.get("household") or {}
+        # Equal for policies policyengine applies alike. The household's own
+        # order is kept: member order decides which person an axis varies,
+        # and the answer echoes what was sent.
+        rest = {field: value for field, value in body.items() if field != "policy"}
+        key = json.dumps(
+            [name, policy_key(body.get("policy")), rest], separators=(",", ":")
+        )
         while True:
             with tracer.start_as_current_span("answer cache lookup") as span:
                 answer = self.answers.get(key)
@@ -290,9 +322,7 @@ class Engine:
                     raise
         self._running[key] = future = asyncio.get_running_loop().create_future()
         try:
-            answer = await self._run(
-                ("calculate", household, policy), deadline, limit, household
-            )
+            answer = await self._run(("call", name, body), deadline, limit, household)
             self.answers.put(key, answer)
             future.set_result(answer)
             return answer
@@ -307,9 +337,9 @@ class Engine:
         finally:
             del self._running[key]
 
-    def _check(self, household: dict, policy: dict | None) -> None:
+    def _check(self, household: dict | None, policy: dict | None) -> None:
         system = self.systems.baseline
-        problems = check_household(system, household)
+        problems = check_household(system, household) if household is not None else []
         if policy:
             problems += check_policy(system, policy)
         if problems:
@@ -318,6 +348,7 @@ class Engine:
     async def _run(
         self, job: tuple, deadline: float, limit: TimeLimit, household: dict
     ) -> bytes:
+        # ``household``: {} for a request without one.
         """Run ``job`` in the worker when it is free, within ``deadline``."""
         if self._worker_lock is None:
             self._worker_lock = asyncio.Lock()
@@ -373,7 +404,8 @@ class Engine:
         if reply[0] == "problem":
             if reply[3:] == (calculation.POLICY_FAILED,):
                 self.failed_policies.put(
-                    policy_key(job[2]), json.dumps([reply[1], reply[2]]).encode()
+                    policy_key(job[2].get("policy")),
+                    json.dumps([reply[1], reply[2]]).encode(),
                 )
             raise RequestProblem(reply[2], status=reply[1])
         raise RuntimeError(f"calculation failed in the worker:\n{reply[1]}")
@@ -381,9 +413,11 @@ class Engine:
     @staticmethod
     def _record(details: dict) -> None:
         """The worker's account of a calculation, on the log line and the trace."""
-        note(policy_path=details["policy_path"])  # /compare: the reform's
+        # None when the function built no simulation.
+        path = {"policy_path": details["policy_path"]} if details["policy_path"] else {}
+        note(**path)  # /compare: the reform's
         for stage, (start_ns, end_ns) in details["stages"].items():
-            record_span(stage, start_ns, end_ns, policy_path=details["policy_path"])
+            record_span(stage, start_ns, end_ns, **path)
         start_ns = min(start for start, _ in details["stages"].values())
         end_ns = max(end for _, end in details["stages"].values())
         add_to_note(calculation_ms=round((end_ns - start_ns) / 1e6, 1))
@@ -404,8 +438,8 @@ class Engine:
 
     def _handle_job(self, job: tuple) -> tuple:
         """In the worker process: run one job."""
-        kind, household, policy = job
-        return calculation.calculate(self._systems, household, policy)
+        _, name, body = job
+        return calculation.run(self._systems, name, body)
 
     def close(self) -> None:
         self.worker.stop()

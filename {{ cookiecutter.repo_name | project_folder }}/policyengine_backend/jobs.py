@@ -1,13 +1,15 @@
-"""Jobs: a ``/calculate`` whose answer the client collects later.
+"""Jobs: a request to a worker-backed endpoint (``/calculate``,
+``/compare``, ``/earnings-chart``, ...) whose answer the client collects later.
 
 For work that takes longer than a client should wait on one request
 (a large grid of households, a long sweep under a new policy):
 
-- ``POST /jobs`` checks the request at once, with the same 4xx answers as
-  ``/calculate``, and answers 202 with a ``job_id``;
+- ``POST /jobs/<endpoint>`` (``POST /jobs`` for ``/calculate``) checks the
+  request at once, with the same 4xx answers as the endpoint, and answers
+  202 with a ``job_id``;
 - ``GET /jobs/{job_id}`` says ``pending`` until the job is done, then gives
-  exactly the body ``/calculate`` would have given: its ``result``, or its
-  error ``message`` (and ``status_code``, the status ``/calculate`` would
+  exactly the body the endpoint would have given: its ``result``, or its
+  error ``message`` (and ``status_code``, the status the endpoint would
   have answered with).
 
 A job gets ``JOB_TIMEOUT_SECONDS`` from submission. ``run`` is what a job
@@ -25,6 +27,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from policyengine_backend.cache import BytesCache
@@ -32,6 +35,7 @@ from policyengine_backend.engine import (
     MB,
     CalculationTimeout,
     Engine,
+    TimeLimit,
     WorkerUnavailable,
 )
 from policyengine_backend.validation import RequestProblem, problem
@@ -49,7 +53,7 @@ class TooManyJobs(Exception):
 
 class Jobs(Protocol):
     async def submit(self, request: dict) -> str:
-        """Start a job for a checked ``/calculate`` body; its id."""
+        """Start a job, ``{"endpoint": name, "body": checked body}``; its id."""
         ...
 
     async def answer(self, job_id: str) -> bytes | None:
@@ -68,18 +72,23 @@ def failed(status_code: int, message: str, errors: list[dict] | None = None) -> 
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-async def run(engine: Engine, request: dict) -> bytes:
-    """Do one job: the body of ``/calculate`` for ``request``, or its error.
+# How a job of each endpoint is done, by endpoint name (filled in by
+# ``endpoints.add_job_route``): the endpoint's answer for a request body.
+JOB_RUNNERS: dict[str, Callable[[Engine, dict, TimeLimit], Awaitable[bytes]]] = {}
 
-    Never raises: whatever happens becomes the job's answer, since nobody
-    is waiting on this call to hear of an exception.
+
+async def run(engine: Engine, request: dict) -> bytes:
+    """Do one job: the body its endpoint would answer, or its error.
+
+    ``request`` is ``{"endpoint": name, "body": {...}}``. Never raises:
+    whatever happens becomes the job's answer, since nobody is waiting on
+    this call to hear of an exception.
     """
     started = time.monotonic()
     limit = engine.job_time_limit()
     try:
-        answer = await engine.calculate(
-            request["household"], request.get("policy"), limit
-        )
+        runner = JOB_RUNNERS[request["endpoint"]]
+        answer = await runner(engine, request["body"], limit)
         outcome = "ok"
     except RequestProblem as error:
         answer, outcome = failed(error.status, str(error), error.problems), "error"

@@ -10,28 +10,27 @@ one at a time; the server only reads requests, checks them and answers, so
 """
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from policyengine_backend import logs
+from policyengine_backend import calculation
+from policyengine_backend.endpoints import add_job_route, worker_endpoint
 from policyengine_backend.engine import MB, PACKAGE_VERSION, get_engine
 from policyengine_backend.examples import (
     EXAMPLE_PARAMETER,
     EXAMPLE_PARAMETER_GROUP,
     EXAMPLE_VARIABLE,
 )
-from policyengine_backend.http import ERRORS, NOT_FOUND, SUBMIT_ERRORS, error
+from policyengine_backend.http import ERRORS, NOT_FOUND, error
 from policyengine_backend.jobs import Jobs, UnknownJob
 from policyengine_backend.metadata import ModelMetadata
 from policyengine_backend.models import (
     CalculateRequest,
-    CalculateResponse,
     CompareRequest,
     CompareResponse,
     HealthResponse,
-    JobAccepted,
     JobStatus,
     ParameterResponse,
     VariableResponse,
@@ -70,41 +69,32 @@ async def health() -> JSONResponse:
     )
 
 
-@router.post("/calculate", response_model=CalculateResponse, responses=ERRORS)
-async def calculate(request: CalculateRequest) -> Response:
-    """Fill every null in the household, under the policy if one is given."""
-    # Only what was sent: the answer echoes the request with nulls filled.
-    household = request.household.model_dump(exclude_unset=True)
-    answer = await engine.calculate(household, request.policy)
-    return Response(answer, media_type="application/json")
+# /calculate, and /jobs/calculate: a worker function like any other.
+worker_endpoint(
+    router, "/calculate", request_model=CalculateRequest, result_model=dict[str, Any]
+)(calculation.calculate)
+# POST /jobs, from before jobs had an endpoint's name: the same as /jobs/calculate.
+add_job_route(router, "calculate", CalculateRequest, path="/jobs")
 
 
 @router.post("/compare", response_model=CompareResponse, responses=ERRORS)
 async def compare(request: CompareRequest) -> Response:
     """The household under current law and under the policy, and the change
-    (reform minus baseline) in each value it asks for."""
+    (reform minus baseline) in each value it asks for. Each of the two is a
+    /calculate, and shares its cache."""
     household = request.household.model_dump(exclude_unset=True)
     answer = await engine.compare(household, request.policy)
     return Response(answer, media_type="application/json")
 
 
-@router.post(
-    "/jobs", status_code=202, response_model=JobAccepted, responses=SUBMIT_ERRORS
+add_job_route(
+    router,
+    "compare",
+    CompareRequest,
+    runner=lambda engine, body, limit: engine.compare(
+        body["household"], body["policy"], limit
+    ),
 )
-async def submit_job(request: CalculateRequest, http: Request) -> JSONResponse:
-    """Start a /calculate that runs for up to JOB_TIMEOUT_SECONDS; ask
-    GET /jobs/{job_id} for its answer. A bad request is refused here, at
-    once, as /calculate would refuse it."""
-    household = request.household.model_dump(exclude_unset=True)
-    await engine.check(household, request.policy)
-    jobs: Jobs = http.app.state.jobs
-    job_id = await jobs.submit({"household": household, "policy": request.policy})
-    logs.note(job_id=job_id)
-    return JSONResponse(
-        status_code=202,
-        content=JobAccepted(job_id=job_id).model_dump(),
-        headers={"Location": f"/jobs/{job_id}"},
-    )
 
 
 @router.get("/jobs/{job_id}", response_model=JobStatus, responses=NOT_FOUND)

@@ -5,4 +5,6 @@ Add a feature's router to ROUTERS and ``api/main.py`` serves it.
 
 from fastapi import APIRouter
 
-ROUTERS: list[APIRouter] = []
+from api.routes import earnings_chart
+
+ROUTERS: list[APIRouter] = [earnings_chart.router]

@@ -1,0 +1,141 @@
+"""Worker endpoints: the public way to add an endpoint whose work needs the
+model.
+
+``worker_endpoint`` turns a plain function of a request model and a
+``Simulations`` into ``POST <path>`` and ``POST /jobs/<name>``. The function
+runs in the calculation worker, as ``/calculate`` does, with everything
+that comes with it: the request's deadline (504), the memory limit and
+recycling, the answer cache (keyed by the endpoint and its canonical
+request), one log line per request, and the model's refusals turned into
+400s that name the request's own fields. A ``household`` or ``policy``
+field of the request is checked against the model before any of it waits
+for the worker.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, create_model
+
+from policyengine_backend import logs
+from policyengine_backend.engine import Engine, TimeLimit, get_engine
+from policyengine_backend.http import ERRORS, SUBMIT_ERRORS
+from policyengine_backend.jobs import JOB_RUNNERS, Jobs
+from policyengine_backend.models import Household, JobAccepted
+from policyengine_backend.worker_functions import WorkerFunction, register
+
+
+def request_body(request: BaseModel) -> dict:
+    """The request as plain data, defaults filled in (so equal requests
+    share a cache entry), households exactly as sent (the answer echoes
+    them)."""
+    body = request.model_dump(mode="json")
+    for field, value in request:
+        if isinstance(value, Household):
+            body[field] = value.model_dump(exclude_unset=True)
+    return body
+
+
+class Envelope[Result](BaseModel):
+    """Every answer's shape: ``{"status": "ok", "message": null, "result": ...}``."""
+
+    status: Literal["ok"] = "ok"
+    message: str | None = None
+    result: Result
+
+
+def envelope(result_model: Any, name: str) -> type[BaseModel]:
+    """``Envelope[result_model]``, named ``name`` in the OpenAPI schema."""
+    return create_model(name, __base__=Envelope[result_model])
+
+
+def worker_endpoint(
+    router: APIRouter,
+    path: str,
+    *,
+    request_model: type[BaseModel],
+    result_model: Any,
+    examples: dict[str, Any] | None = None,
+) -> Callable:
+    """Serve the decorated function at ``POST path`` and ``POST /jobs/<path>``.
+
+    The function takes the request (an instance of ``request_model``) and a
+    ``Simulations``, runs in the calculation worker, and returns JSON-able
+    data matching ``result_model``. ``examples`` (name: ``{"value": body}``)
+    appear in /docs, where "Try it out" sends them.
+    """
+    name = path.strip("/")
+    if examples:
+        body_type: Any = Annotated[request_model, Body(openapi_examples=examples)]
+    else:
+        body_type = request_model
+
+    def decorate(function: Callable) -> Callable:
+        register(WorkerFunction(name, function, request_model))
+        # "CalculateResponse" for a function named calculate.
+        title = "".join(word.capitalize() for word in function.__name__.split("_"))
+        response_model = envelope(result_model, f"{title}Response")
+
+        async def endpoint(request: body_type) -> Response:  # type: ignore[valid-type]
+            answer = await get_engine().call(name, request_body(request))
+            return Response(answer, media_type="application/json")
+
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            response_model=response_model,
+            responses=ERRORS,
+            summary=function.__name__.replace("_", " ").capitalize(),
+            description=function.__doc__,
+            operation_id=function.__name__,
+        )
+        add_job_route(router, name, body_type)
+        return function
+
+    return decorate
+
+
+def add_job_route(
+    router: APIRouter,
+    name: str,
+    body_type: Any,
+    runner: Callable[[Engine, dict, TimeLimit], Awaitable[bytes]] | None = None,
+    path: str | None = None,
+) -> None:
+    """``POST /jobs/<name>`` (or ``path``): the endpoint's request, answered
+    later at ``GET /jobs/{job_id}`` with the endpoint's own body. ``runner``
+    does the job (by default the worker function ``name``)."""
+    path = path or f"/jobs/{name}"
+    JOB_RUNNERS[name] = runner or (
+        lambda engine, body, limit: engine.call(name, body, limit)
+    )
+
+    async def submit(request: body_type, http: Request) -> JSONResponse:  # type: ignore[valid-type]
+        body = request_body(request)
+        # A bad request is refused now, as the endpoint would refuse it.
+        await get_engine().check(body.get("household"), body.get("policy"))
+        jobs: Jobs = http.app.state.jobs
+        job_id = await jobs.submit({"endpoint": name, "body": body})
+        logs.note(job_id=job_id)
+        return JSONResponse(
+            status_code=202,
+            content=JobAccepted(job_id=job_id).model_dump(),
+            headers={"Location": f"/jobs/{job_id}"},
+        )
+
+    router.add_api_route(
+        path,
+        submit,
+        methods=["POST"],
+        status_code=202,
+        response_model=JobAccepted,
+        responses=SUBMIT_ERRORS,
+        summary=f"Start /{name} as a job",
+        description=f"Start a /{name} that runs for up to JOB_TIMEOUT_SECONDS; "
+        "ask GET /jobs/{job_id} for its answer. A bad request is refused "
+        f"here, at once, as /{name} would refuse it.",
+        operation_id="submit" + path.replace("/", "_").replace("-", "_"),
+    )
