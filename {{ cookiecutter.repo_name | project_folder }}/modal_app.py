@@ -102,6 +102,9 @@ image = (
 health_image = locked_image("--only-group health")
 
 if os.environ.get(WARM_UP_VARIABLE) == "1":
+    # The app first: importing it registers the project's worker endpoints,
+    # so the worker forked from this warm process knows all of them.
+    import api.main  # noqa: F401
     from policyengine_backend.engine import get_engine
 
     get_engine().warm_up()
@@ -176,8 +179,10 @@ PENDING_JOB_EXPIRY_SECONDS = JOB_FUNCTION_TIMEOUT_SECONDS
     max_containers=JOB_MAX_CONTAINERS,
 )
 async def run_job(request: dict) -> tuple[str, bytes]:
-    """One job: the JSON body /calculate would answer for ``request``,
-    marked as this function's (see ``ModalJobs.answer``)."""
+    """One job: the JSON body its endpoint would answer for ``request``
+    (``{"endpoint": name, "body": {...}}``), marked as this function's (see
+    ``ModalJobs.answer``)."""
+    import api.main  # noqa: F401 - registers the project's endpoints' jobs
     from policyengine_backend import jobs
     from policyengine_backend.engine import get_engine
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from policyengine_backend import calculation, comparison
+from policyengine_backend import calculation, comparison, worker_functions
 from policyengine_backend.cache import BytesCache
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
 from policyengine_backend.household import fill_household
@@ -118,6 +118,7 @@ class Engine:
             self._handle_job,
             memory_limit_mb=settings.memory_limit_mb,
             memory_recycle_mb=settings.memory_recycle_mb,
+            code_version=worker_functions.registered,
         )
         self._worker_lock: asyncio.Lock | None = None
 

@@ -141,8 +141,14 @@ class Worker:
         handle: Callable[[tuple], tuple],
         memory_limit_mb: float,
         memory_recycle_mb: float,
+        code_version: Callable[[], object] = lambda: None,
     ):
         self.handle = handle
+        # What the worker's code depends on that can change after a fork
+        # (the functions registered): a worker forked before a change is
+        # replaced before its next job.
+        self.code_version = code_version
+        self.started_with: object = None
         self.memory_limit_mb = memory_limit_mb
         self.memory_recycle_mb = memory_recycle_mb
         self.process: multiprocessing.process.BaseProcess | None = None
@@ -227,7 +233,9 @@ class Worker:
                 self.wait(deadline, "while starting")
             self.ready = True
         used = self.container_memory_mb() or 0
-        if used > self.memory_recycle_mb:
+        if self.started_with != self.code_version():
+            self.recycle(used, "code registered since it started")
+        elif used > self.memory_recycle_mb:
             self.recycle(used, f"over MEMORY_RECYCLE_MB={self.memory_recycle_mb:g}")
         elif used + growth_mb > self.memory_limit_mb:
             self.recycle(
@@ -272,6 +280,7 @@ class Worker:
                 raise Crashed(self.start_failure) from error
         child_end.close()
         self.process, self.connection = process, connection
+        self.started_with = self.code_version()
         self.start_failure = None
         self.ready = False
         self.jobs_done = 0

@@ -80,3 +80,9 @@ def register(worker_function: WorkerFunction) -> None:
     # The latest definition wins: a module imported again (a test that
     # reloads the app) registers its function again.
     WORKER_FUNCTIONS[worker_function.name] = worker_function
+
+
+def registered() -> tuple:
+    """What is registered now: a worker forked when this was different
+    does not know every function, and is replaced before its next job."""
+    return tuple((name, id(f.function)) for name, f in WORKER_FUNCTIONS.items())

@@ -19,7 +19,6 @@ import api.main
 import policyengine_backend.calculation
 import policyengine_backend.routes
 from policyengine_backend import logs
-from policyengine_backend.calculation import POLICY_PATHS
 from policyengine_backend.engine import MODEL_VERSION, PACKAGE_VERSION, Engine
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 from policyengine_backend.settings import (
@@ -28,6 +27,7 @@ from policyengine_backend.settings import (
     Settings,
     get_settings,
 )
+from policyengine_backend.worker_functions import POLICY_PATHS
 
 PERSON = next(iter(EXAMPLE_HOUSEHOLD["people"]))
 

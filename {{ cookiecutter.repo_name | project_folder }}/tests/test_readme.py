@@ -1,4 +1,4 @@
-"""The README's examples work as written, against a running server.
+"""The README's and docs/' examples work as written, against a running server.
 
 Each `curl` example is run by bash exactly as the README shows it (only the
 port differs), and its answer must hold every number the README quotes next
@@ -20,7 +20,12 @@ import uvicorn
 
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+# The README and the docs it links to, read as one text.
+README = "\n".join(
+    path.read_text()
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+)
 DOCUMENTED_URL = "http://127.0.0.1:8000"
 # A fenced block and the JSON block that follows it, if any.
 BLOCK = re.compile(
