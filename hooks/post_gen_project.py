@@ -112,7 +112,7 @@ Next steps:
   make install   # the project's virtual environment
   make test      # offline tests; no Modal account needed
   make dev       # serve locally with reload; API docs at /docs
-Then read README.md: deploys, operations, troubleshooting.
+Then read README.md: the API, adding your own endpoint, deploys.
 """
 
 

@@ -38,17 +38,17 @@ def request_body(request: BaseModel) -> dict:
     return body
 
 
-class Envelope[Result](BaseModel):
+class Envelope(BaseModel):
     """Every answer's shape: ``{"status": "ok", "message": null, "result": ...}``."""
 
     status: Literal["ok"] = "ok"
     message: str | None = None
-    result: Result
 
 
 def envelope(result_model: Any, name: str) -> type[BaseModel]:
-    """``Envelope[result_model]``, named ``name`` in the OpenAPI schema."""
-    return create_model(name, __base__=Envelope[result_model])
+    """The envelope with ``result_model`` as its result, named ``name`` in
+    the OpenAPI schema."""
+    return create_model(name, __base__=Envelope, result=(result_model, ...))
 
 
 def worker_endpoint(
