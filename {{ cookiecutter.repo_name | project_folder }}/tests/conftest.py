@@ -14,9 +14,13 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from policyengine_backend.engine import get_engine
+from policyengine_backend.engine import Engine, get_engine
 from policyengine_backend.household import requested_values
-from policyengine_backend.settings import COUNTRY, MAX_CALCULATION_TIMEOUT_SECONDS
+from policyengine_backend.settings import (
+    COUNTRY,
+    MAX_CALCULATION_TIMEOUT_SECONDS,
+    Settings,
+)
 
 # The suite checks answers, not deadlines or memory budgets: this process
 # also holds the reference simulations, and a loaded machine is slow. So
@@ -125,6 +129,57 @@ def reference(country_package):
         return answers
 
     return compute
+
+
+@pytest.fixture
+def make_engine(engine):
+    """An Engine with its own settings, sharing the session's warm model.
+
+    Its worker is forked from this process when it first calculates, so it
+    runs whatever the test has patched by then.
+    """
+    made = []
+
+    def make(**settings) -> Engine:
+        new = Engine(Settings(**settings))
+        new._systems = engine.systems
+        new._ready.set()
+        made.append(new)
+        return new
+
+    yield make
+    for new in made:
+        new.close()
+
+
+@pytest.fixture
+def patch_calculate(monkeypatch):
+    """Replace what /calculate runs in the worker (its registered worker
+    function) with ``wrap(real)``, for this test only. The registry changes,
+    so the next calculation runs in a worker forked after the change."""
+    import dataclasses
+
+    from policyengine_backend.worker_functions import WORKER_FUNCTIONS
+
+    def patch(wrap) -> None:
+        real = WORKER_FUNCTIONS["calculate"]
+        patched = dataclasses.replace(real, function=wrap(real.function))
+        monkeypatch.setitem(WORKER_FUNCTIONS, "calculate", patched)
+
+    return patch
+
+
+def household_with(person: str | None = None, earnings: int = 40_000) -> dict:
+    """The example household at other earnings, and with one more person
+    (whom a test's patched calculation may know) if ``person`` is given."""
+    from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
+
+    household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
+    first = next(iter(household["people"].values()))
+    first["employment_income"] = {"2025": earnings}
+    if person:
+        household["people"][person] = {"age": {"2025": 30}}
+    return household
 
 
 def finished(client, job_id: str) -> dict:

@@ -16,70 +16,40 @@ import time
 
 import pytest
 
-import policyengine_backend.calculation
 from policyengine_backend import logs
-from policyengine_backend.engine import CalculationTimeout, Engine
-from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
+from policyengine_backend.engine import CalculationTimeout
 from policyengine_backend.settings import MAX_CALCULATION_TIMEOUT_SECONDS, Settings
 from policyengine_backend.validation import RequestProblem
 from policyengine_backend.worker import memory_mb
-from tests.conftest import assert_same_values
+from tests.conftest import assert_same_values, household_with
 
 STUCK = "stuck-forever"  # a person id that makes the calculation never end
 GREEDY = "greedy-forever"  # ... or allocate memory until stopped
 RELEASE = threading.Event()
 
 
-def household_with(person: str | None = None, earnings: int = 40_000) -> dict:
-    household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
-    first = next(iter(household["people"].values()))
-    first["employment_income"] = {"2025": earnings}
-    if person:
-        household["people"][person] = {"age": {"2025": 30}}
-    return household
-
-
-@pytest.fixture
-def patched_calculation(monkeypatch):
+@pytest.fixture(autouse=True)
+def patched_calculation(patch_calculate):
     """Calculations of a household with a STUCK or GREEDY person misbehave."""
-    real = policyengine_backend.calculation.calculate
     release = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"release-{os.getpid()}")
 
-    def calculate(systems, household, policy):
-        if STUCK in household["people"]:
-            while not os.path.exists(release):
-                pass
-        if GREEDY in household["people"]:
-            chunks = []
-            while True:
-                chunks.append(b"\x01" * (20 * 1024 * 1024))
-        return real(systems, household, policy)
+    def misbehaving(real):
+        def calculate(request, simulations):
+            if STUCK in request.household.people:
+                while not os.path.exists(release):
+                    pass
+            if GREEDY in request.household.people:
+                chunks = []
+                while True:
+                    chunks.append(b"\x01" * (20 * 1024 * 1024))
+            return real(request, simulations)
 
-    monkeypatch.setattr(policyengine_backend.calculation, "calculate", calculate)
+        return calculate
+
+    patch_calculate(misbehaving)
     yield release
     if os.path.exists(release):
         os.remove(release)
-
-
-@pytest.fixture
-def make_engine(engine, patched_calculation):
-    """An Engine with its own settings, sharing the session's warm model.
-
-    Its worker is forked from this process, so it runs the patched
-    calculation above.
-    """
-    made = []
-
-    def make(**settings) -> Engine:
-        new = Engine(Settings(**settings))
-        new._systems = engine.systems
-        new._ready.set()
-        made.append(new)
-        return new
-
-    yield make
-    for new in made:
-        new.close()
 
 
 def test_a_request_past_its_deadline_answers_504_and_frees_the_worker(

@@ -9,7 +9,6 @@ how fast the machine is.
 """
 
 import asyncio
-import copy
 import json
 import logging
 import os
@@ -18,29 +17,17 @@ from pathlib import Path
 
 import pytest
 
-import policyengine_backend.calculation
 from policyengine_backend.engine import (
     CalculationTimeout,
-    Engine,
     TimeLimit,
     WorkerUnavailable,
 )
-from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
 from policyengine_backend.settings import Settings
 from policyengine_backend.validation import RequestProblem
-from tests.conftest import assert_same_values
+from tests.conftest import assert_same_values, household_with
 
 KILLED = "killed-every-time"  # a person whose calculation kills its worker
 BLOCKED = "blocked-until-released"  # ... whose calculation spins until released
-
-
-def household_with(person: str | None = None, earnings: int = 40_000) -> dict:
-    household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
-    first = next(iter(household["people"].values()))
-    first["employment_income"] = {"2025": earnings}
-    if person:
-        household["people"][person] = {"age": {"2025": 30}}
-    return household
 
 
 class Moments:
@@ -63,22 +50,24 @@ class Moments:
 
 
 @pytest.fixture
-def moments(tmp_path, monkeypatch):
+def moments(tmp_path, patch_calculate):
     """Calculations of a household with a KILLED or BLOCKED person misbehave
     (in workers forked after this)."""
     moments = Moments(tmp_path)
-    real = policyengine_backend.calculation.calculate
 
-    def calculate(systems, household, policy):
-        if KILLED in household["people"]:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if BLOCKED in household["people"]:
-            moments.started.write_text(str(os.getpid()))
-            while not moments.release.exists():
-                pass
-        return real(systems, household, policy)
+    def misbehaving(real):
+        def calculate(request, simulations):
+            if KILLED in request.household.people:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if BLOCKED in request.household.people:
+                moments.started.write_text(str(os.getpid()))
+                while not moments.release.exists():
+                    pass
+            return real(request, simulations)
 
-    monkeypatch.setattr(policyengine_backend.calculation, "calculate", calculate)
+        return calculate
+
+    patch_calculate(misbehaving)
     return moments
 
 
@@ -89,23 +78,6 @@ def fresh_app_worker(client, engine):
     engine.worker.stop()
     yield engine.worker
     engine.worker.stop()
-
-
-@pytest.fixture
-def make_engine(engine):
-    """An Engine with its own settings, sharing the session's warm model."""
-    made = []
-
-    def make(**settings) -> Engine:
-        new = Engine(Settings(**settings))
-        new._systems = engine.systems
-        new._ready.set()
-        made.append(new)
-        return new
-
-    yield make
-    for new in made:
-        new.close()
 
 
 def test_a_worker_killed_while_idle_is_replaced_and_health_stays_true(
@@ -290,3 +262,47 @@ def test_a_policy_policyengine_cannot_build_is_a_400_and_remembered(
     assert refusal["loc"] == ["policy"]
     assert "two reforms define one variable" in refusal["msg"]
     assert len(runs) == 1  # the second was refused without the worker
+
+
+def test_a_worker_endpoint_past_its_limit_gets_504_while_health_answers(
+    client, engine, moments, monkeypatch
+):
+    """The road for the project's own endpoints has the same guard rails:
+    its function runs in the worker, so a heavy one is stopped at the
+    request's limit and the server keeps answering meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi import APIRouter
+    from pydantic import BaseModel
+
+    from api.main import app
+    from policyengine_backend import worker_endpoint
+
+    router = APIRouter()
+
+    class Heavy(BaseModel):
+        points: int
+
+    @worker_endpoint(router, "/heavy-chart", request_model=Heavy, result_model=int)
+    def heavy_chart(request: Heavy, simulations) -> int:
+        moments.started.write_text(str(os.getpid()))
+        while True:  # never done: passes any deadline
+            pass
+
+    routes = list(app.router.routes)
+    app.include_router(router)
+    monkeypatch.setattr(engine, "settings", Settings(calculation_timeout_seconds=4))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            heavy = pool.submit(client.post, "/heavy-chart", json={"points": 1001})
+            heavy_pid = moments.wait_until_started()
+            health = client.get("/health")  # while the worker is busy
+            response = heavy.result()
+    finally:
+        app.router.routes[:] = routes
+
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert response.status_code == 504
+    assert "CALCULATION_TIMEOUT_SECONDS" in response.json()["message"]
+    with pytest.raises(ProcessLookupError):  # stopped and reaped, not spinning
+        os.kill(heavy_pid, 0)
