@@ -4,18 +4,26 @@ Used for ``/calculate`` answers (``policyengine_backend/engine.py``), model meta
 (``policyengine_backend/metadata.py``) and local job results (``policyengine_backend/jobs.py``). Each holds
 encoded JSON: the bound is then exact, and evicting an entry frees it,
 since bytes hold no references to anything else.
+
+The eviction is cachetools' ``LRUCache`` sized by ``getsizeof``; this
+module only decides what an entry costs.
 """
 
-from collections import OrderedDict
+from cachetools import LRUCache
 
 # What an entry costs besides its key's and value's characters: the two
-# objects' headers and the dict's slot for them (about 300 bytes measured
-# per entry of /parameters answers; small answers are mostly this).
+# objects' headers, the tuple holding them and the cache's table slots
+# (240-330 bytes measured per entry, depending on how full the tables
+# are; small answers are mostly this).
 ENTRY_OVERHEAD = 256
 
 
 def cost(key: str, value: bytes) -> int:
     return len(key) + len(value) + ENTRY_OVERHEAD
+
+
+def entry_cost(entry: tuple[str, bytes]) -> int:
+    return cost(*entry)
 
 
 class BytesCache:
@@ -24,32 +32,36 @@ class BytesCache:
     over the whole bound is not kept."""
 
     def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._values: OrderedDict[str, bytes] = OrderedDict()
+        # The key is stored beside its value because LRUCache sizes an
+        # entry by its value alone, and a /calculate key is the whole
+        # request: it can be larger than the answer.
+        self._entries: LRUCache[str, tuple[str, bytes]] = LRUCache(
+            max_bytes, getsizeof=entry_cost
+        )
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self._entries.maxsize)
+
+    @property
+    def size(self) -> int:
+        return int(self._entries.currsize)
 
     def get(self, key: str) -> bytes | None:
-        value = self._values.get(key)
-        if value is not None:
-            self._values.move_to_end(key)
-        return value
+        entry = self._entries.get(key)
+        return None if entry is None else entry[1]
 
     def put(self, key: str, value: bytes) -> bool:
         """Keep ``value``; False if it is over the whole bound."""
+        # Checked here rather than by catching LRUCache's ValueError, which
+        # would hide any other ValueError; nothing is evicted for it.
         if cost(key, value) > self.max_bytes:
             return False
-        if key in self._values:
-            return True
-        self._values[key] = value
-        self.size += cost(key, value)
-        while self.size > self.max_bytes:
-            evicted_key, evicted = self._values.popitem(last=False)
-            self.size -= cost(evicted_key, evicted)
+        self._entries[key] = (key, value)
         return True
 
     def clear(self) -> None:
-        self._values.clear()
-        self.size = 0
+        self._entries.clear()
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._entries)

@@ -84,6 +84,14 @@ class BodyLimits:
     pass either) the answer is a 413; a body still arriving after
     BODY_TIMEOUT_SECONDS gets a 408, so a client that sends a byte a second
     cannot hold a request open.
+
+    Not Starlette's own limit (``max_body_size=``, its
+    ``RequestBodyLimitMiddleware``): when a request declares a
+    Content-Length over the limit, as ordinary clients do, it replaces
+    whatever the app answers with a plain-text "Content Too Large", so the
+    413 could not be the JSON error body that names MAX_BODY_BYTES; and it
+    has no time limit. The 408 needs the body read here anyway, and counting
+    its bytes on the way is all the size limit takes.
     """
 
     def __init__(self, app, max_bytes: int, timeout_seconds: float):

@@ -14,44 +14,45 @@ anywhere: the spans the engine opens go to OpenTelemetry's no-op tracer.
 """
 
 import contextvars
-import json
 import logging
 import os
 import sys
 from datetime import UTC, datetime
 
 from opentelemetry import trace
+from pythonjsonlogger import json as jsonlogger
 
 # The engine's spans; a no-op until Logfire (or any OpenTelemetry SDK) is set up.
 tracer = trace.get_tracer("api")
 
-# What a log record carries anyway; anything else was passed in `extra=`.
-_STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
-
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(jsonlogger.JsonFormatter):
     """One JSON object per record: time, level, logger, process, message and
-    every field passed with ``extra={...}``; a traceback as ``exception``."""
+    every field passed with ``extra={...}``; a traceback as ``exception``.
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "logger": record.name,
-            # "calculation" for the worker process (policyengine_backend/worker.py).
-            "process": record.processName,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str)
+    python-json-logger does the work; this names the fields and writes the
+    time as ISO 8601 in UTC, to the millisecond.
+    """
+
+    def __init__(self):
+        super().__init__(
+            # "processName" is "calculation" for the worker process
+            # (policyengine_backend/worker.py).
+            ["asctime", "levelname", "name", "processName", "message"],
+            rename_fields={
+                "asctime": "time",
+                "levelname": "level",
+                "name": "logger",
+                "processName": "process",
+                "exc_info": "exception",
+                "stack_info": "stack",
+            },
+        )
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(
+            timespec="milliseconds"
+        )
 
 
 class StdoutHandler(logging.StreamHandler):
@@ -128,6 +129,11 @@ def configure_logfire(app, service_name: str, model: str, **options) -> bool:
     tests pass ``send_to_logfire=False``). Called before the app serves its
     first request, and on Modal after the memory snapshot is restored, so
     no exporter thread or connection is frozen into the snapshot.
+
+    The token is checked here, not left to Logfire's
+    ``send_to_logfire="if-token-present"``: that only decides whether to
+    send, and would still set up the tracer, instrument the app and add a
+    logging handler in every process without a token.
     """
     if not os.environ.get("LOGFIRE_TOKEN"):
         return False

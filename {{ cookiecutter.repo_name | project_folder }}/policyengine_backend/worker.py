@@ -23,6 +23,13 @@ replaced; a job it was running is run once more in the fresh one.
 
 A fork shares the loaded model with the parent page by page (copy on
 write), so starting a worker takes milliseconds and little memory.
+
+Why not a process pool from a library: neither multiprocessing's ``Pool``
+nor ``concurrent.futures.ProcessPoolExecutor`` can stop one running task at
+its deadline (the task runs on, or killing its process breaks the whole
+pool), and no pool watches the memory of parent and child together or
+replaces its worker before a job by what the job may add. Those rules are
+the point of this module, so it is a small one of its own.
 """
 
 import contextlib

@@ -144,10 +144,11 @@ def test_a_body_over_the_limit_is_logged_and_answered_with_the_version(client, s
 def test_an_unhandled_error_is_a_500_with_its_traceback_in_the_log(
     engine, monkeypatch, stdout
 ):
-    async def broken(household, policy):
+    async def broken(name, body, limit=None):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(engine, "calculate", broken)
+    # /calculate is a worker function: every route reaches the engine by `call`.
+    monkeypatch.setattr(engine, "call", broken)
     # No lifespan (no `with`): the session's engine keeps running.
     client = TestClient(api.main.app, raise_server_exceptions=False)
 
@@ -189,15 +190,19 @@ def test_a_browser_frontend_may_read_the_model_header(client):
 
 def test_logs_from_the_worker_process_reach_stdout(engine, monkeypatch, capfd):
     """The worker is a fork: its records go to the same stdout, as JSON."""
-    real = policyengine_backend.calculation.calculate
+    # Wrapped inside the registered /calculate function, which the worker
+    # looks up by name (a module attribute patched here would not be it).
+    real = policyengine_backend.calculation.fill_household
 
-    def calculate(systems, household, policy):
+    def fill_household(simulation, household):
         logging.getLogger("policyengine_backend.calculation").warning(
             "hello from the worker"
         )
-        return real(systems, household, policy)
+        return real(simulation, household)
 
-    monkeypatch.setattr(policyengine_backend.calculation, "calculate", calculate)
+    monkeypatch.setattr(
+        policyengine_backend.calculation, "fill_household", fill_household
+    )
     worker_engine = Engine(Settings())
     worker_engine._systems = engine.systems
     worker_engine._ready.set()
