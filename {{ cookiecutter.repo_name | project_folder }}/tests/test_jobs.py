@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+import api.main  # noqa: F401 - registers the endpoints, and so their jobs
 from policyengine_backend.engine import Engine
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
 from policyengine_backend.jobs import LocalJobs, TooManyJobs, UnknownJob
@@ -112,6 +113,10 @@ def test_an_unknown_job_is_a_404(client):
     assert response.json()["errors"][0]["loc"] == ["path", "job_id"]
 
 
+def calculate_job(household: dict) -> dict:
+    return {"endpoint": "calculate", "body": {"household": household}}
+
+
 class SlowEngine:
     """Stands in for the engine to test LocalJobs' bookkeeping alone: each
     calculation waits until the test lets it finish."""
@@ -122,25 +127,25 @@ class SlowEngine:
         self.settings = Settings(**settings)
         self.release = asyncio.Event()
 
-    async def calculate(self, household, policy, limit):
+    async def call(self, name, body, limit):
         await self.release.wait()
-        return json.dumps({"status": "ok", "result": household}).encode()
+        return json.dumps({"status": "ok", "result": body["household"]}).encode()
 
 
 def test_local_jobs_are_bounded_while_they_wait():
     async def scenario():
         engine = SlowEngine(max_pending_jobs=2)
         jobs = LocalJobs(engine)
-        first = await jobs.submit({"household": {"n": 1}})
-        await jobs.submit({"household": {"n": 2}})
+        first = await jobs.submit(calculate_job({"n": 1}))
+        await jobs.submit(calculate_job({"n": 2}))
         with pytest.raises(TooManyJobs, match="MAX_PENDING_JOBS"):
-            await jobs.submit({"household": {"n": 3}})
+            await jobs.submit(calculate_job({"n": 3}))
         assert await jobs.answer(first) is None  # pending
         engine.release.set()
         for _ in range(100):  # let both jobs finish
             await asyncio.sleep(0)
         assert json.loads(await jobs.answer(first))["result"] == {"n": 1}
-        await jobs.submit({"household": {"n": 3}})  # room again
+        await jobs.submit(calculate_job({"n": 3}))  # room again
 
     asyncio.run(scenario())
 
@@ -151,7 +156,7 @@ def test_local_job_answers_are_bounded_in_bytes():
         engine.release.set()
         jobs = LocalJobs(engine)
         big = "x" * 300_000
-        ids = [await jobs.submit({"household": {"n": i, "pad": big}}) for i in range(5)]
+        ids = [await jobs.submit(calculate_job({"n": i, "pad": big})) for i in range(5)]
         for _ in range(100):
             await asyncio.sleep(0)
         # 1 MB keeps the newest three answers; the oldest are gone.
