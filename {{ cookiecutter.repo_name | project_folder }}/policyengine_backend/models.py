@@ -113,14 +113,6 @@ class CompareRequest(BaseModel):
     )
 
 
-class CalculateResponse(BaseModel):
-    status: Literal["ok"] = "ok"
-    message: str | None = None
-    result: dict[str, Any] = Field(
-        description="The household with every null filled in."
-    )
-
-
 class Comparison(BaseModel):
     baseline: dict[str, Any] = Field(description="The household under current law.")
     reform: dict[str, Any] = Field(description="The household under the policy.")

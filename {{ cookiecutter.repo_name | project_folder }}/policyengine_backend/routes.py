@@ -1,6 +1,6 @@
 """The backend's own endpoints: ``/health``; ``/calculate`` (one
 household, one policy); ``/compare`` (current law against a policy);
-``/jobs`` (a ``/calculate`` collected later, see
+jobs (either of those, collected later: ``POST /jobs/<endpoint>``, see
 ``policyengine_backend/jobs.py``); ``/parameters`` and ``/variables`` (what
 the model knows, see ``policyengine_backend/metadata.py``).
 
