@@ -2,14 +2,31 @@
 
 Maintained by the template this project was made from and updated with
 ``cruft update``: change it there, not here. It never imports ``api``
-(the project's own code); ``api`` uses what this package exports below.
+(the project's own code); ``api`` uses the names exported below.
+
+They are imported on first use, so that importing one module of the
+package (its settings, say) does not build the app and its engine, which
+read the settings from the environment once.
 """
 
-from policyengine_backend.app import create_app
-from policyengine_backend.endpoints import worker_endpoint
-from policyengine_backend.models import Household, Policy
-from policyengine_backend.worker_functions import Problem, Simulations
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from policyengine_backend.app import create_app
+    from policyengine_backend.endpoints import worker_endpoint
+    from policyengine_backend.models import Household, Policy
+    from policyengine_backend.worker_functions import Problem, Simulations
+
+# Each public name, and the module it lives in.
+_EXPORTS = {
+    "Household": "policyengine_backend.models",
+    "Policy": "policyengine_backend.models",
+    "Problem": "policyengine_backend.worker_functions",
+    "Simulations": "policyengine_backend.worker_functions",
+    "create_app": "policyengine_backend.app",
+    "worker_endpoint": "policyengine_backend.endpoints",
+}
 __all__ = [
     "Household",
     "Policy",
@@ -18,3 +35,9 @@ __all__ = [
     "create_app",
     "worker_endpoint",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'policyengine_backend' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -10,6 +10,9 @@ field, so the client gets a 400 that says what to send, not a 500:
   own message (a year it has no parameters for, or an input it needs);
 - a policy policyengine itself cannot build (marked ``POLICY_FAILED``, so
   the server refuses it at once next time);
+- any other error raised inside policyengine's own code while a function
+  runs (a year the model has no parameters for, say): a 400 at
+  ``household``; an error raised elsewhere is a bug, and a 500;
 - whatever the function refuses itself (``Problem``).
 
 Replies are plain tuples, since they cross a pipe from the worker process:
@@ -19,7 +22,9 @@ The details say how the policy's tax-benefit system was made and when each
 stage ran, for the request's log line and trace (``engine.py``).
 """
 
+import os
 import time
+import traceback
 
 from policyengine_core.errors import SituationParsingError
 
@@ -56,6 +61,13 @@ def run(systems, name: str, body: dict) -> tuple:
     except ModelError as error:
         message = f"the model could not calculate this: {short(str(error))}"
         return "problem", 400, [problem(error.location, message)]
+    except Exception as error:
+        if not raised_by_the_model(error):
+            raise  # a bug: a 500, with its traceback in the log
+        # The request was checked, so what policyengine refuses now is this
+        # household in this period (a year it has no parameters for, say).
+        message = f"the model could not calculate this: {short(f'{type(error).__name__}: {error}')}"
+        return "problem", 400, [problem(("household",), message)]
     stages = dict(simulations.stages)
     built = stages.get("build simulation", (started, started))[1]
     stages["calculate values"] = (built, time.time_ns())
@@ -69,6 +81,12 @@ def calculate(request, simulations: Simulations) -> dict:
     household = request.household.model_dump(exclude_unset=True)
     simulation = simulations.simulation(household, request.policy)
     return fill_household(simulation, household)
+
+
+def raised_by_the_model(error: Exception) -> bool:
+    """Whether the error came from policyengine's own code."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and f"{os.sep}policyengine_" in frames[-1].filename
 
 
 def short(message: str) -> str:

@@ -115,6 +115,7 @@ def test_as_a_job_the_answer_is_the_endpoints(client):
     [
         ({"earner": "nobody"}, ["earner"]),
         ({"count": 1}, ["count"]),
+        ({"year": 2001}, ["year"]),
         ({"max": -5}, []),
         (
             {"policy": {"gov.no.such.parameter": {"2025-01-01.2100-12-31": 1}}},

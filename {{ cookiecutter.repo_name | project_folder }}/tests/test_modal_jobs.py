@@ -154,7 +154,8 @@ def test_a_job_is_a_spawned_call_and_its_id_the_calls(deployed):
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["job_id"]
     assert list(modal_calls.calls) == [job_id]
-    assert modal_calls.requests == [body]
+    # What run_job gets: the endpoint's name and its checked body.
+    assert modal_calls.requests == [{"endpoint": "calculate", "body": body}]
     assert client.get(f"/jobs/{job_id}").json()["status"] == "pending"
 
     modal_calls.calls[job_id].finished = True

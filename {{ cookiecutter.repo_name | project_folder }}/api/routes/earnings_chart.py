@@ -25,7 +25,8 @@ router = APIRouter(tags=["earnings chart"])
 class EarningsChartRequest(BaseModel):
     household: Household = Field(description="The household, without axes.")
     policy: Policy | None = Field(None, description="Compared with current law.")
-    year: int = Field(ge=2000, le=2100)
+    # Years the model has parameters for, in both countries.
+    year: int = Field(ge=2015, le=2035)
     min: float = Field(0, ge=0, allow_inf_nan=False, description="Lowest earnings.")
     max: float = Field(200_000, allow_inf_nan=False, description="Highest earnings.")
     count: int = Field(101, ge=2, le=1001, description="Points from min to max.")
