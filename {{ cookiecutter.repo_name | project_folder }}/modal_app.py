@@ -1,7 +1,8 @@
 """Modal wiring: the app, its images, its two web functions and its jobs.
 
 Deploy with `make deploy` (it checks the workspace first), never by hand.
-Nothing here knows about households or policies: that is in `api/`.
+Nothing here knows about households or policies: that is in
+`policyengine_backend/` and the project's own `api/`.
 """
 
 import logging
@@ -232,7 +233,7 @@ class ModalJobs:
         self.clock = clock  # wall time: entries are compared across containers
 
     async def submit(self, request: dict) -> str:
-        # Imported here: importing api/ loads the model's package, which
+        # Imported here: importing the backend loads the model's package, which
         # `modal deploy` (importing this file locally) does not need.
         from policyengine_backend.jobs import TooManyJobs
 
