@@ -6,6 +6,7 @@ runs in this one process, except the naive cold start, which needs a fresh
 interpreter and so runs in a child process. Run with `make bench`.
 """
 
+import contextlib
 import copy
 import gc
 import importlib
@@ -94,7 +95,9 @@ def main() -> None:
 
     engine = policyengine_backend.routes.engine
     warm_up_time, _ = timed(engine.warm_up)
-    client = TestClient(api.main.app)
+    # Entered, as a server runs it: one event loop for every request, so a
+    # job started by one request is still running when the next one polls.
+    client = contextlib.ExitStack().enter_context(TestClient(api.main.app))
     country = importlib.import_module(f"policyengine_{COUNTRY}")
 
     def send(household, policy=None):
