@@ -1,4 +1,4 @@
-"""{{ cookiecutter.project_name }}: the app, with this project's routes.
+"""The app: the backend's endpoints, with this project's routes.
 
 The backend's own endpoints (``/calculate``, ``/compare``, jobs, model
 metadata, ``/health``) come from ``policyengine_backend``; each feature of
