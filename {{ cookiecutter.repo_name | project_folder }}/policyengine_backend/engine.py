@@ -349,8 +349,9 @@ class Engine:
     async def _run(
         self, job: tuple, deadline: float, limit: TimeLimit, household: dict
     ) -> bytes:
-        # ``household``: {} for a request without one.
-        """Run ``job`` in the worker when it is free, within ``deadline``."""
+        """Run ``job`` in the worker when it is free, within ``deadline``.
+        ``household`` is the request's ({} if it has none), for messages and
+        the memory its years may take."""
         if self._worker_lock is None:
             self._worker_lock = asyncio.Lock()
         arrived = time.monotonic()

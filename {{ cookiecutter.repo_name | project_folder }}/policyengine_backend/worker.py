@@ -201,8 +201,10 @@ class Worker:
                 stopped: WorkerStopped = error.with_traceback(None)
             except Crashed as error:
                 stopped = error.with_traceback(None)  # no frames kept alive
+            # The time the failed try took, given back within the ceiling.
             lost = time.monotonic() - started
-            retry_deadline = min(deadline + lost, max(ceiling or deadline, deadline))
+            limit = deadline if ceiling is None else max(ceiling, deadline)
+            retry_deadline = min(deadline + lost, limit)
             if retry_deadline <= time.monotonic():
                 raise stopped
             return self._run_once(job, retry_deadline, growth_mb)
