@@ -111,7 +111,7 @@ Next steps:
   git init && git add . && git commit -m "First commit"
   make install   # the project's virtual environment
   make test      # offline tests; no Modal account needed
-  make dev       # serve locally with reload; API docs at /docs
+  make dev       # serve locally; API docs at /docs, api/ edits in seconds
 Then read README.md: the API, adding your own endpoint, deploys.
 """
 

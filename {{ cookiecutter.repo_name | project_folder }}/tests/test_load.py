@@ -1,7 +1,7 @@
 """Concurrent mixed load on a real local server: right answers, live health.
 
-One uvicorn server on a free loopback port receives LOAD_REQUESTS (default
-50) requests at once: plain households, two different policies and sweeps.
+One uvicorn server on a free loopback port receives LOAD_REQUESTS (10 in
+`make test`, 50 in `make test-ci`, what CI runs) requests at once: plain households, two different policies and sweeps.
 Each answer must equal the one the same request gets alone, which also
 shows that requests do not leak into one another, and /health must keep
 answering while the calculations run: no /health answer may wait for a
@@ -23,7 +23,7 @@ import uvicorn
 
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
-REQUESTS = int(os.environ.get("LOAD_REQUESTS", "50"))
+REQUESTS = int(os.environ.get("LOAD_REQUESTS", "10"))
 PARAMETER, PERIODS = next(iter(EXAMPLE_POLICY.items()))
 PERIOD, VALUE = next(iter(PERIODS.items()))
 OTHER_POLICY = {PARAMETER: {PERIOD: VALUE * 1.5}}

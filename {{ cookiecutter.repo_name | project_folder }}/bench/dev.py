@@ -1,0 +1,185 @@
+"""The engineer's loop, as ratios to a bare import of the country model.
+
+Run with `make bench-dev` (about ten minutes). In one run, on this machine:
+
+- a bare ``import policyengine_<country>`` in a fresh Python (the best of two);
+- under `make dev`: a first start to a first answer, then an edit under
+  ``api/`` (the README's new endpoint, then changes to it) to its served
+  answer; and the same edit under ``uvicorn --reload``, the naive loop,
+  which loads the model again;
+- a fresh copy of this project's `make test`, install included.
+
+Everything runs in copies of the project in a temporary folder; this one is
+never edited.
+"""
+
+import contextlib
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD  # noqa: E402
+from policyengine_backend.settings import COUNTRY  # noqa: E402
+
+EDITS = 3
+# The README's endpoint ("Add your own endpoint"), and its include line.
+README = (ROOT / "README.md").read_text().split("## Add your own endpoint")[1]
+ROUTE_MODULE, INCLUDE = (
+    block.split("```")[0] for block in README.split("```python\n")[1:3]
+)
+CALCULATE = {"household": EXAMPLE_HOUSEHOLD}
+NET_INCOME = {"household": EXAMPLE_HOUSEHOLD, "year": 2025}
+COPY_IGNORE = shutil.ignore_patterns(".venv", ".tools", ".git", "*_cache", "client")
+
+
+def import_seconds() -> float:
+    """A bare import of the model in a fresh Python, the best of two."""
+    code = f"import time; t = time.perf_counter(); import policyengine_{COUNTRY}; print(time.perf_counter() - t)"
+    runs = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(2)
+    ]
+    return min(runs)
+
+
+def project_copy(folder: Path, venv: bool) -> Path:
+    copy = folder / "project"
+    shutil.copytree(ROOT, copy, ignore=COPY_IGNORE)
+    if venv:
+        (copy / ".venv").symlink_to(ROOT / ".venv")
+    return copy
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(command: list[str], cwd: Path) -> Iterator[httpx.Client]:
+    port = free_port()
+    with open(cwd / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", timeout=None
+            ) as client:
+                yield client
+        finally:
+            server.terminate()
+            server.wait()
+
+
+def answered(
+    client: httpx.Client, path: str, body: dict, expected: object = None
+) -> None:
+    """Poll until ``path`` answers 200 (with ``expected`` in it, if given)."""
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            response = client.post(path, json=body)
+            if response.status_code == 200 and (
+                expected is None or expected in response.json()["result"]
+            ):
+                return
+        time.sleep(0.05)
+
+
+def add_endpoint(project: Path) -> None:
+    """The README's steps 1 and 2."""
+    (project / "api/routes/net_income.py").write_text(ROUTE_MODULE)
+    routes = project / "api/routes/__init__.py"
+    imports, routers = (line for line in INCLUDE.splitlines() if line)
+    text = routes.read_text()
+    text = text.replace("from api.routes import earnings_chart\n", imports + "\n")
+    text = text.replace(
+        "ROUTERS: list[APIRouter] = [earnings_chart.router]\n", routers + "\n"
+    )
+    routes.write_text(text)
+
+
+def edit_endpoint(project: Path, marker: int) -> None:
+    """Change the new endpoint's answer: one more number, ``marker``."""
+    edited = ROUTE_MODULE.replace(".tolist()\n", f".tolist() + [{marker}]\n")
+    (project / "api/routes/net_income.py").write_text(edited)
+
+
+def timed_edits(command: list[str], edits: int) -> tuple[float, list[float]]:
+    """Start to a first answer, then each edit to its served answer."""
+    with tempfile.TemporaryDirectory() as folder:
+        project = project_copy(Path(folder), venv=True)
+        start = time.perf_counter()
+        with serving(command, project) as client:
+            answered(client, "/calculate", CALCULATE)
+            first = time.perf_counter() - start
+            seconds = []
+            start = time.perf_counter()
+            add_endpoint(project)
+            answered(client, "/net-income", NET_INCOME)
+            seconds.append(time.perf_counter() - start)
+            for marker in range(1, edits):
+                time.sleep(1)  # past the file system's time resolution
+                start = time.perf_counter()
+                edit_endpoint(project, 1000 + marker)
+                answered(client, "/net-income", NET_INCOME, 1000 + marker)
+                seconds.append(time.perf_counter() - start)
+    return first, seconds
+
+
+def make_test_seconds() -> float:
+    """A fresh copy's `make test`, install included."""
+    with tempfile.TemporaryDirectory() as folder:
+        project = project_copy(Path(folder), venv=False)
+        start = time.perf_counter()
+        subprocess.run(["make", "test"], cwd=project, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    imported = import_seconds()
+    python = [str(ROOT / ".venv/bin/python")]
+    dev = [*python, "-m", "policyengine_backend.dev", "api.main:app"]
+    dev_first, dev_edits = timed_edits(dev, EDITS)
+    naive = [*python, "-m", "uvicorn", "api.main:app", "--reload"]
+    naive_first, naive_edits = timed_edits(naive, 1)
+    tests = make_test_seconds()
+    edit = statistics.median(dev_edits)
+    rows = [
+        ("bare import of the model", imported, None),
+        ("make dev: start to a first answer", dev_first, None),
+        ("make dev: an edit under api/ to its answer", edit, 0.4),
+        ("uvicorn --reload: the same edit", naive_edits[0], None),
+        ("make test of a fresh copy, install included", tests, 12),
+    ]
+    print(f"\npolicyengine-{COUNTRY}; seconds, and as a ratio to the bare import\n")
+    print(f"{'':48} {'seconds':>8} {'ratio':>7}  target")
+    for name, seconds, target in rows:
+        goal = f"< {target}" if target else ""
+        print(f"{name:48} {seconds:8.1f} {seconds / imported:7.2f}  {goal}")
+    print(f"\nmake dev edits (s): {json.dumps([round(s, 2) for s in dev_edits])}")
+    print(f"uvicorn --reload first start (s): {naive_first:.1f}")
+
+
+if __name__ == "__main__":
+    main()
