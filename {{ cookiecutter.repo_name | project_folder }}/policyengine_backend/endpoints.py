@@ -23,7 +23,7 @@ from policyengine_backend import logs
 from policyengine_backend.engine import Engine, TimeLimit, get_engine
 from policyengine_backend.http import ERRORS, SUBMIT_ERRORS
 from policyengine_backend.jobs import JOB_RUNNERS, Jobs
-from policyengine_backend.models import Household, JobAccepted
+from policyengine_backend.models import Answer, Household, JobAccepted
 from policyengine_backend.worker_functions import WorkerFunction, register
 
 
@@ -38,7 +38,7 @@ def request_body(request: BaseModel) -> dict:
     return body
 
 
-class Envelope(BaseModel):
+class Envelope(Answer):
     """Every answer's shape: ``{"status": "ok", "message": null, "result": ...}``."""
 
     status: Literal["ok"] = "ok"
