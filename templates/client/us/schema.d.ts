@@ -203,7 +203,7 @@ export interface paths {
         /**
          * Earnings chart
          * @description Net income and marginal tax rate at `count` earnings from `min` to
-         *         `max`, under current law and under `policy` if one is sent.
+         *     `max`, under current law and under `policy` if one is sent.
          */
         post: operations["earnings_chart"];
         delete?: never;
