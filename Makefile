@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PACKAGE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint render lock lock-upgrade lock-check requirements clean
+.PHONY: help install test lint render lock lock-upgrade lock-check requirements client client-check clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,12 @@ lock-upgrade: install ## Newest versions in templates/locks/ (PACKAGE=name for o
 
 lock-check: install ## Fail if a lock in templates/locks/ is stale
 	$(BIN)/python scripts/lock.py --check
+
+client: install ## Update templates/client/ (the rendered client/'s generated files) after an API change
+	$(BIN)/python scripts/client.py
+
+client-check: install ## Fail if a file in templates/client/ is stale
+	$(BIN)/python scripts/client.py --check
 
 requirements: install ## Recompile requirements-dev.txt from requirements-dev.in
 	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 \

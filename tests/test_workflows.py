@@ -110,6 +110,24 @@ def test_test_workflow_runs_make_test_on_pull_requests():
     assert "make test" in runs(workflow).splitlines()
 
 
+def test_test_workflow_checks_the_client_and_the_browser_with_node():
+    workflow = load_workflow("test.yml")
+    commands = [step.get("run", "") for step in steps(workflow)]
+    node = next(i for i, step in enumerate(steps(workflow)) if "setup-node" in step.get("uses", ""))
+    client = commands.index("make test-client")
+    browser = next(i for i, run in enumerate(commands) if run.startswith("make test-browser"))
+
+    assert commands.index("make test") < node < client < browser
+    assert steps(workflow)[node]["with"]["node-version"] == 20
+
+
+def test_template_runs_the_browser_tests_on_the_runners_chrome():
+    for name in ("test.yml", "refresh-locks.yml"):
+        workflow = yaml.safe_load((TEMPLATE_ROOT / ".github/workflows" / name).read_text())
+        (job,) = workflow["jobs"].values()
+        assert job["env"]["CHROMIUM_PATH"] == "/usr/bin/google-chrome", name
+
+
 def test_deploy_workflow_deploys_and_checks_health():
     workflow = load_workflow("deploy.yml")
     on = triggers(workflow)
@@ -226,9 +244,11 @@ def test_template_refreshes_its_locks_in_a_tested_pull_request():
 
     assert triggers(workflow)["schedule"][0]["cron"]
     upgrade = commands.index("make lock-upgrade")
+    client = commands.index("make client")
     test = commands.index("make test")
     opener = next(i for i, run in enumerate(commands) if "gh pr create" in run)
-    assert upgrade < test < opener
+    assert upgrade < client < test < opener
+    assert "git add templates/locks templates/client" in commands[opener]
     assert job_steps[test]["if"] == job_steps[opener]["if"]
     assert workflow["jobs"]["refresh"]["permissions"] == {
         "contents": "write",

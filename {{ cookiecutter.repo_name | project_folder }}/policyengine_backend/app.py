@@ -74,16 +74,35 @@ def create_app(
 
 
 def openapi_with_nulls(app: FastAPI) -> dict:
-    """The OpenAPI schema, with the request examples as they are.
+    """The OpenAPI schema, with the request examples as they are and the
+    answers as the API sends them.
 
     FastAPI leaves every null out of the schema it serves, and in a
     household a null is how a request asks for a value: without this,
     "Try it out" in /docs would send examples that ask for nothing.
+
+    FastAPI also documents its own 422 body (``HTTPValidationError``) on
+    routes with parameters, but this app answers every 422 with its
+    ``ErrorResponse`` (``policyengine_backend/http.py``); the frontend's
+    generated types (``client/``) follow the schema.
     """
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
         schemas = schema["components"]["schemas"]
         schemas["CalculateRequest"]["examples"] = CALCULATE_EXAMPLES
         schemas["CompareRequest"]["examples"] = COMPARE_EXAMPLES
+        refer_422s_to_error_response(schema)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def refer_422s_to_error_response(schema: dict) -> None:
+    fastapis = {"$ref": "#/components/schemas/HTTPValidationError"}
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            for answer in operation.get("responses", {}).values():
+                body = answer.get("content", {}).get("application/json", {})
+                if body.get("schema") == fastapis:
+                    body["schema"] = {"$ref": "#/components/schemas/ErrorResponse"}
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)

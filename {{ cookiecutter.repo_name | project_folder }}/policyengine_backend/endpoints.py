@@ -12,6 +12,7 @@ field of the request is checked against the model before any of it waits
 for the worker.
 """
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,7 @@ from policyengine_backend import logs
 from policyengine_backend.engine import Engine, TimeLimit, get_engine
 from policyengine_backend.http import ERRORS, SUBMIT_ERRORS
 from policyengine_backend.jobs import JOB_RUNNERS, Jobs
-from policyengine_backend.models import Household, JobAccepted
+from policyengine_backend.models import Answer, Household, JobAccepted
 from policyengine_backend.worker_functions import WorkerFunction, register
 
 
@@ -38,7 +39,7 @@ def request_body(request: BaseModel) -> dict:
     return body
 
 
-class Envelope(BaseModel):
+class Envelope(Answer):
     """Every answer's shape: ``{"status": "ok", "message": null, "result": ...}``."""
 
     status: Literal["ok"] = "ok"
@@ -89,7 +90,9 @@ def worker_endpoint(
             response_model=response_model,
             responses=ERRORS,
             summary=function.__name__.replace("_", " ").capitalize(),
-            description=function.__doc__,
+            # Dedented as Python 3.13 does itself: the schema (and client/)
+            # is then the same on every Python.
+            description=inspect.cleandoc(function.__doc__ or "") or None,
             operation_id=function.__name__,
         )
         add_job_route(router, name, body_type)

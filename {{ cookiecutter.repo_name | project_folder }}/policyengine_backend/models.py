@@ -28,6 +28,15 @@ Member = dict[str, Periods | list[str]]
 Group = dict[str, Member]
 
 
+class Answer(BaseModel):
+    """An answer's body. The API sends every field of it, null or not, so
+    the schema says each one is there (a field with a default is otherwise
+    optional in it): the frontend's generated types (client/) then read
+    ``message: string | null``, not ``message?: string | null``."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
 class Axis(BaseModel):
     """Vary one input over a range; the household is copied once per point."""
 
@@ -122,20 +131,26 @@ class Comparison(BaseModel):
     )
 
 
-class CompareResponse(BaseModel):
+class CompareResponse(Answer):
     status: Literal["ok"] = "ok"
     message: str | None = None
     result: Comparison
 
 
-class JobAccepted(BaseModel):
+class JobAccepted(Answer):
     status: Literal["pending"] = "pending"
     message: str | None = None
     result: None = None
     job_id: str = Field(description="Ask GET /jobs/{job_id} for the answer.")
 
 
-class JobStatus(BaseModel):
+class JobStatus(Answer):
+    # A finished job answers its endpoint's own body: errors and status_code
+    # only when it failed (and, null, while it is pending).
+    model_config = ConfigDict(
+        json_schema_extra={"required": ["status", "message", "result"]}
+    )
+
     status: Literal["pending", "ok", "error"]
     message: str | None = Field(
         default=None, description="For an error: what /calculate would have said."
@@ -171,7 +186,7 @@ class ParameterInfo(BaseModel):
     )
 
 
-class ParameterResponse(BaseModel):
+class ParameterResponse(Answer):
     status: Literal["ok"] = "ok"
     message: str | None = None
     result: ParameterInfo
@@ -195,20 +210,20 @@ class VariableInfo(BaseModel):
     )
 
 
-class VariableResponse(BaseModel):
+class VariableResponse(Answer):
     status: Literal["ok"] = "ok"
     message: str | None = None
     result: VariableInfo
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Answer):
     status: Literal["error"] = "error"
     message: str = Field(description="What was wrong, naming the field or limit.")
     result: None = None
     errors: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class HealthResponse(BaseModel):
+class HealthResponse(Answer):
     # "unavailable": loaded, but no calculation can run (``message`` says why).
     status: Literal["ok", "starting", "unavailable"]
     message: str | None = None

@@ -1,0 +1,1 @@
+{% include "client/" ~ cookiecutter.country ~ "/schema.d.ts" %}
