@@ -103,7 +103,8 @@ def run_rendered_suite(
     country: str, python_version: str, output_dir: Path
 ) -> subprocess.CompletedProcess:
     """Render ``country`` for ``python_version`` and run that project's own
-    `make test` and `make lint` (style and types).
+    `make test-ci` (its whole suite, with CI's fuzzing and load) and
+    `make lint` (style and types).
 
     One suite at a time: each has a load test that measures /health latency
     while calculations run, and two suites on two cores would measure each
@@ -112,7 +113,7 @@ def run_rendered_suite(
     project = bake(output_dir, country=country, python_version=python_version)
     venv = shared_venv(country, python_version)
     result = subprocess.run(
-        ["make", "test", "lint", f"VENV={venv}", "PYTEST_ARGS=-q -p no:cacheprovider"],
+        ["make", "test-ci", "lint", f"VENV={venv}", "PYTEST_ARGS=-q -p no:cacheprovider"],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -108,3 +108,29 @@ def test_makefile_gate_variables_are_overrides(makefile):
 def test_makefile_drops_tokens_unless_asked(makefile):
     assert "env -u MODAL_TOKEN_ID -u MODAL_TOKEN_SECRET" in makefile
     assert "ifeq ($(MODAL_USE_TOKEN),1)" in makefile
+
+
+def dry_run(project, target: str) -> str:
+    """The commands `make <target>` would run (install taken as done)."""
+    import subprocess
+
+    result = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", target],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_ci_runs_the_same_suite_with_longer_fuzzing_and_load(project):
+    # Nothing `make test` checks is left out of CI's run: the same pytest
+    # command, with bigger budgets than the suite's defaults (5 and 10).
+    test, ci = dry_run(project, "test"), dry_run(project, "test-ci")
+
+    assert ci == f"FUZZ_EXAMPLES=25 LOAD_REQUESTS=50 {test}"
+    assert test.startswith(".venv/bin/python -m pytest -n '2'")
+    suite = project / "tests"
+    assert 'os.environ.get("FUZZ_EXAMPLES", "5")' in (suite / "test_fuzz.py").read_text()
+    assert 'os.environ.get("LOAD_REQUESTS", "10")' in (suite / "test_load.py").read_text()

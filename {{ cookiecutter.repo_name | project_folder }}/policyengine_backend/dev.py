@@ -89,10 +89,6 @@ def wait_for_change(child: multiprocessing.process.BaseProcess) -> str:
     reported = False
     while True:
         time.sleep(POLL_SECONDS)
-        if snapshot(RESTART) != restart_times:
-            return "restart"
-        if snapshot(RELOAD) != reload_times:
-            return "reload"
         if child.exitcode is not None and not reported:
             logger.warning(
                 "the app stopped (exit code %s); fix the error above and save: "
@@ -100,6 +96,10 @@ def wait_for_change(child: multiprocessing.process.BaseProcess) -> str:
                 child.exitcode,
             )
             reported = True
+        if snapshot(RESTART) != restart_times:
+            return "restart"
+        if snapshot(RELOAD) != reload_times:
+            return "reload"
 
 
 def main(argv: list[str] | None = None) -> None:
