@@ -124,13 +124,17 @@ def dry_run(project, target: str) -> str:
     return result.stdout.strip()
 
 
-def test_ci_runs_the_same_suite_with_longer_fuzzing_and_load(project):
-    # Nothing `make test` checks is left out of CI's run: the same pytest
-    # command, with bigger budgets than the suite's defaults (5 and 10).
-    test, ci = dry_run(project, "test"), dry_run(project, "test-ci")
+def test_ci_runs_every_test_with_longer_fuzzing_and_load(project):
+    # `make test` leaves out the tests marked `ci` (pyproject's addopts);
+    # CI's `make test-ci` runs the same pytest with them, and with bigger
+    # budgets than the suite's defaults (5 examples, 10 requests).
+    test = " ".join(dry_run(project, "test").split())
+    ci = " ".join(dry_run(project, "test-ci").replace("\\\n", " ").split())
 
-    assert ci == f"FUZZ_EXAMPLES=25 LOAD_REQUESTS=50 {test}"
-    assert test.startswith(".venv/bin/python -m pytest -n '2'")
+    assert test == ".venv/bin/python -m pytest -n '2'"
+    assert ci == f"FUZZ_EXAMPLES=25 LOAD_REQUESTS=50 {test} -m 'not client and not browser'"
+    pyproject = (project / "pyproject.toml").read_text()
+    assert "addopts = \"-ra -m 'not ci and not client and not browser'\"" in pyproject
     suite = project / "tests"
     assert 'os.environ.get("FUZZ_EXAMPLES", "5")' in (suite / "test_fuzz.py").read_text()
     assert 'os.environ.get("LOAD_REQUESTS", "10")' in (suite / "test_load.py").read_text()

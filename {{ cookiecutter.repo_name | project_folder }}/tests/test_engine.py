@@ -152,6 +152,8 @@ def test_identical_requests_share_one_calculation(make_engine, patched_calculati
     assert len(calls) == 1
 
 
+# Many years, each prepared in full: in `make test-ci` (what CI runs).
+@pytest.mark.ci
 @pytest.mark.skipif(memory_mb(os.getpid()) is None, reason="needs /proc (Linux)")
 def test_memory_stays_bounded_over_distinct_years(make_engine):
     """Each new year the model prepares costs hundreds of MB that a worker

@@ -45,6 +45,8 @@ def post(client, policy):
     return response.json()["result"]
 
 
+# Two full policyengine builds: in `make test-ci` (what CI runs).
+@pytest.mark.ci
 def test_entry_order_is_part_of_the_policy(client, reference):
     forward = {PARAMETER: OVERLAPPING}
     backward = {PARAMETER: dict(reversed(list(OVERLAPPING.items())))}
@@ -58,6 +60,8 @@ def test_entry_order_is_part_of_the_policy(client, reference):
     assert [post(client, forward), post(client, backward)] == answers
 
 
+# Two full policyengine builds: in `make test-ci` (what CI runs).
+@pytest.mark.ci
 def test_two_spellings_of_one_parameter_give_its_answer(client, reference):
     period = "2026-01-01.2100-12-31"
     plain = {BRACKET.format("0"): {period: 0.3}}
