@@ -132,7 +132,10 @@ def test_ci_runs_every_test_with_longer_fuzzing_and_load(project):
     ci = " ".join(dry_run(project, "test-ci").replace("\\\n", " ").split())
 
     assert test == ".venv/bin/python -m pytest -n '2'"
-    assert ci == f"FUZZ_EXAMPLES=25 LOAD_REQUESTS=50 {test} -m 'not client and not browser'"
+    assert ci == (
+        f"FUZZ_EXAMPLES=25 FUZZ_BOUNDARIES=1 LOAD_REQUESTS=50 {test}"
+        " -m 'not client and not browser'"
+    )
     pyproject = (project / "pyproject.toml").read_text()
     assert "addopts = \"-ra -m 'not ci and not client and not browser'\"" in pyproject
     suite = project / "tests"

@@ -61,7 +61,8 @@ def import_seconds() -> float:
 
 
 def project_copy(folder: Path, venv: bool) -> Path:
-    copy = folder / "project"
+    # Named as this one: the tests check the app is named after its folder.
+    copy = folder / ROOT.name
     shutil.copytree(ROOT, copy, ignore=COPY_IGNORE)
     if venv:
         (copy / ".venv").symlink_to(ROOT / ".venv")

@@ -4,7 +4,8 @@ Schemathesis generates requests that match the schema (and some that do
 not). Every answer must be a 2xx or a 4xx JSON error naming the problem.
 FUZZ_EXAMPLES sets the budget of examples per operation (without
 shrinking), so each new route adds the same bounded work: 5 in `make test`,
-25 in `make test-ci` (what CI runs), 500 in `make fuzz`. Nothing is timed: schemathesis would otherwise give each
+25 in `make test-ci` (what CI runs), 500 in `make fuzz`; the last two also
+send schemathesis' boundary cases (FUZZ_BOUNDARIES=1). Nothing is timed: schemathesis would otherwise give each
 request 10 s, which a first-seen policy on a busy machine can take.
 """
 
@@ -16,7 +17,13 @@ from hypothesis import HealthCheck, Phase, settings
 from api.main import app
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
+BOUNDARIES = os.environ.get("FUZZ_BOUNDARIES") == "1"
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+# Schemathesis' coverage phase sends every boundary case the schema defines,
+# whatever the budget: dozens per operation, and for a sweep endpoint each
+# is a chart of up to its largest count. FUZZ_BOUNDARIES=1 turns it on, in
+# `make test-ci` and `make fuzz`.
+schema.config.phases.coverage.enabled = BOUNDARIES
 
 
 @schema.parametrize()
