@@ -1,4 +1,4 @@
-"""``make dev``: serve the app locally; an edit under ``api/`` is served in a second.
+"""``make dev``: serve the app locally; an edit under ``api/`` is served in seconds.
 
 uvicorn's own ``--reload`` starts a new Python for every change, which
 imports the country model and warms it up again: half a minute or more per
