@@ -111,15 +111,20 @@ def test_makefile_drops_tokens_unless_asked(makefile):
 
 
 def dry_run(project, target: str) -> str:
-    """The commands `make <target>` would run (install taken as done)."""
+    """The commands `make <target>` would run (install taken as done), as
+    from a shell: not as a sub-make of the template's own `make test`."""
+    import os
     import subprocess
 
+    outer = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTEST_ARGS")
+    env = {key: value for key, value in os.environ.items() if key not in outer}
     result = subprocess.run(
         ["make", "-n", "-o", ".venv/.installed", target],
         cwd=project,
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     return result.stdout.strip()
 
