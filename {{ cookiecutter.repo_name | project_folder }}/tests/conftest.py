@@ -9,9 +9,11 @@ import copy
 import importlib
 import json
 import os
+import socket
 import time
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from policyengine_backend.engine import Engine, get_engine
@@ -49,6 +51,35 @@ def client(engine):
 
     with TestClient(app) as client:
         yield client
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served(client):
+    """The base URL of this session's app, served for real by uvicorn on the
+    test client's event loop (no lifespan: the client owns startup and
+    shutdown)."""
+    from api.main import app
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    running = client.portal.start_task_soon(server.serve)
+    while not server.started:  # waits for the socket, asserts nothing
+        if running.done():
+            running.result()  # raises what stopped it
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    running.result()
 
 
 @pytest.fixture(scope="session")

@@ -17,20 +17,18 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import uvicorn
 
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 from policyengine_backend.settings import get_settings
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -43,33 +41,6 @@ REQUESTS = {
     "calculate": {"household": EXAMPLE_HOUSEHOLD},
     "compare": {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def api(client):
-    """The base URL of this session's app, served for real (as in
-    tests/test_readme.py: on the test client's event loop, no lifespan)."""
-    from api.main import app
-
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-    )
-    served = uvicorn.Server(config)
-    running = client.portal.start_task_soon(served.serve)
-    while not served.started:  # waits for the socket, asserts nothing
-        if running.done():
-            running.result()  # raises what stopped it
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    served.should_exit = True
-    running.result()
 
 
 @pytest.fixture(scope="module")
@@ -163,9 +134,9 @@ def open_in_chromium(urls: list[str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def shown(api, pages) -> dict:
+def shown(served, pages) -> dict:
     """What the page shows from each origin, and what Chromium logged."""
-    urls = [f"{origin}/?api={quote(api, safe='')}" for origin in pages]
+    urls = [f"{origin}/?api={quote(served, safe='')}" for origin in pages]
     shown = open_in_chromium(urls)
     return {origin: shown[url] for origin, url in zip(pages, urls, strict=True)}
 

@@ -19,6 +19,7 @@ import pytest
 
 from policyengine_backend import dev
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
+from tests.conftest import free_port
 from tests.test_own_endpoint import INCLUDE, ROUTE_MODULE
 
 ROOT = Path(__file__).parent.parent
@@ -83,14 +84,6 @@ def test_an_app_that_stops_is_reported_and_waits_for_a_change(project, capfd):
     assert changed_while_waiting(project / "api/module.py", stopped) == "reload"
     # On the terminal, where make dev's lines go.
     assert "the app stopped (exit code 1)" in "".join(capfd.readouterr())
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def served(client: httpx.Client, path: str, body: dict) -> httpx.Response:

@@ -13,7 +13,6 @@ then takes longer, and so does the wait it would take to sit behind one).
 import asyncio
 import copy
 import os
-import socket
 import threading
 import time
 
@@ -22,6 +21,7 @@ import pytest
 import uvicorn
 
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from tests.conftest import free_port
 
 REQUESTS = int(os.environ.get("LOAD_REQUESTS", "10"))
 PARAMETER, PERIODS = next(iter(EXAMPLE_POLICY.items()))
@@ -54,9 +54,7 @@ def request_body(i: int) -> dict:
 def server(engine):
     from api.main import app
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

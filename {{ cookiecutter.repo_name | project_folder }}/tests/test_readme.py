@@ -10,13 +10,10 @@ event loop. Skipped where curl, jq or node is missing.
 import json
 import re
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
@@ -57,29 +54,6 @@ CURL_EXAMPLES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server(client):
-    """The base URL of this session's app, served for real."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    from api.main import app
-
-    # No lifespan: the session's test client owns startup and shutdown.
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
-    )
-    served = uvicorn.Server(config)
-    running = client.portal.start_task_soon(served.serve)
-    while not served.started:  # waits for the socket, asserts nothing
-        if running.done():
-            running.result()  # raises what stopped it
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    served.should_exit = True
-    running.result()
-
-
 def run(command: str, url: str, cwd: Path) -> str:
     script = command.replace(DOCUMENTED_URL, url)
     done = subprocess.run(
@@ -105,8 +79,8 @@ def test_the_readme_has_examples_for_every_endpoint():
     CURL_EXAMPLES,
     ids=[re.search(r"8000(/[^?'\s\\]*)", code).group(1) for code, _ in CURL_EXAMPLES],
 )
-def test_curl_example(server, tmp_path, command, documented):
-    answer = json.loads(run(command, server, tmp_path))
+def test_curl_example(served, tmp_path, command, documented):
+    answer = json.loads(run(command, served, tmp_path))
 
     assert answer["status"] == "ok", answer
     if documented:
@@ -116,18 +90,18 @@ def test_curl_example(server, tmp_path, command, documented):
         assert quoted <= shown, f"README figures not in the answer: {quoted - shown}"
 
 
-def test_the_shell_job_loop(server, client, tmp_path):
+def test_the_shell_job_loop(served, client, tmp_path):
     (loop,) = [code for code, _ in blocks("bash") if "/jobs" in code]
     body = {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY}
     (tmp_path / "request.json").write_text(json.dumps(body))
 
-    answer = json.loads(run(loop, server, tmp_path))
+    answer = json.loads(run(loop, served, tmp_path))
 
     assert answer == client.post("/calculate", json=body).json()
 
 
 def run_job_in_node(
-    server: str, body: dict, tmp_path: Path
+    url: str, body: dict, tmp_path: Path
 ) -> subprocess.CompletedProcess:
     (snippet,) = [code for code, _ in blocks("js") if "async function runJob" in code]
     script = tmp_path / "job.mjs"
@@ -138,14 +112,14 @@ def run_job_in_node(
         + "(error) => { console.error(error.message); process.exit(1); });\n"
     )
     return subprocess.run(
-        ["node", str(script), server, json.dumps(body)], capture_output=True, text=True
+        ["node", str(script), url, json.dumps(body)], capture_output=True, text=True
     )
 
 
-def test_the_frontend_job_loop(server, client, tmp_path):
+def test_the_frontend_job_loop(served, client, tmp_path):
     body = {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY}
 
-    done = run_job_in_node(server, body, tmp_path)
+    done = run_job_in_node(served, body, tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert (
@@ -153,11 +127,11 @@ def test_the_frontend_job_loop(server, client, tmp_path):
     )
 
 
-def test_the_frontend_job_loop_reports_a_refusal(server, tmp_path):
+def test_the_frontend_job_loop_reports_a_refusal(served, tmp_path):
     household = json.loads(json.dumps(EXAMPLE_HOUSEHOLD))
     household["people"]["parent"]["salary"] = {"2025": 1}
 
-    done = run_job_in_node(server, {"household": household}, tmp_path)
+    done = run_job_in_node(served, {"household": household}, tmp_path)
 
     assert done.returncode == 1
     assert "household.people.parent.salary: unknown variable" in done.stderr
