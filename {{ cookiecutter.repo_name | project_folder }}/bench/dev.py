@@ -33,12 +33,11 @@ sys.path.insert(0, str(ROOT))
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD  # noqa: E402
 from policyengine_backend.settings import COUNTRY  # noqa: E402
 
+# The README's endpoint ("Add your own endpoint"), as its tests read it.
+from tests.test_dev import with_readme_include  # noqa: E402
+from tests.test_own_endpoint import ROUTE_MODULE  # noqa: E402
+
 EDITS = 3
-# The README's endpoint ("Add your own endpoint"), and its include line.
-README = (ROOT / "README.md").read_text().split("## Add your own endpoint")[1]
-ROUTE_MODULE, INCLUDE = (
-    block.split("```")[0] for block in README.split("```python\n")[1:3]
-)
 CALCULATE = {"household": EXAMPLE_HOUSEHOLD}
 NET_INCOME = {"household": EXAMPLE_HOUSEHOLD, "year": 2025}
 COPY_IGNORE = shutil.ignore_patterns(
@@ -113,13 +112,7 @@ def add_endpoint(project: Path) -> None:
     """The README's steps 1 and 2."""
     (project / "api/routes/net_income.py").write_text(ROUTE_MODULE)
     routes = project / "api/routes/__init__.py"
-    imports, routers = (line for line in INCLUDE.splitlines() if line)
-    text = routes.read_text()
-    text = text.replace("from api.routes import earnings_chart\n", imports + "\n")
-    text = text.replace(
-        "ROUTERS: list[APIRouter] = [earnings_chart.router]\n", routers + "\n"
-    )
-    routes.write_text(text)
+    routes.write_text(with_readme_include(routes.read_text()))
 
 
 def edit_endpoint(project: Path, marker: int) -> None:
