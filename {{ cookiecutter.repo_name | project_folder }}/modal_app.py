@@ -106,12 +106,12 @@ if os.environ.get(WARM_UP_VARIABLE) == "1":
     # The app first: importing it registers the project's worker endpoints,
     # so the worker forked from this warm process knows all of them.
     import api.main  # noqa: F401
-    from policyengine_backend.engine import get_engine
+    from policyengine_backend._engine.engine import get_engine
 
     get_engine().warm_up()
 
 
-# The backend's settings (policyengine_backend/settings.py) that follow from the above.
+# The backend's settings (policyengine_backend/_settings.py) that follow from the above.
 BACKEND_ENV: dict[str, str | None] = {
     "MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB),
     "MEMORY_RECYCLE_MB": str(MEMORY_RECYCLE_MB),
@@ -139,7 +139,7 @@ BACKEND_CONTAINER = dict(
 @modal.asgi_app()
 def fastapi_app():
     from api.main import app as api
-    from policyengine_backend.settings import get_settings
+    from policyengine_backend._settings import get_settings
 
     api.state.jobs = ModalJobs(run_job, max_pending=get_settings().max_pending_jobs)
     return api
@@ -184,8 +184,8 @@ async def run_job(request: dict) -> tuple[str, bytes]:
     (``{"endpoint": name, "body": {...}}``), marked as this function's (see
     ``ModalJobs.answer``)."""
     import api.main  # noqa: F401 - registers the project's endpoints' jobs
-    from policyengine_backend import jobs
-    from policyengine_backend.engine import get_engine
+    from policyengine_backend._engine.engine import get_engine
+    from policyengine_backend._jobs import local as jobs
 
     answer = await jobs.run(get_engine(), request)
     # Done: its place under MAX_PENDING_JOBS is free. If this fails, the
@@ -212,7 +212,7 @@ class ModalJobs:
     and those still pending are kept in the environment's Dicts (``issued``,
     ``pending``: Modal's by default, stand-ins in the tests), so every
     container sees the same jobs and the same count under ``max_pending``.
-    (``policyengine_backend/jobs.py`` has the interface, and the local stand-in.)
+    (``policyengine_backend/_jobs/local.py`` has the interface, and the local stand-in.)
     """
 
     def __init__(
@@ -235,7 +235,7 @@ class ModalJobs:
     async def submit(self, request: dict) -> str:
         # Imported here: importing the backend loads the model's package, which
         # `modal deploy` (importing this file locally) does not need.
-        from policyengine_backend.jobs import TooManyJobs
+        from policyengine_backend._jobs.local import TooManyJobs
 
         # Checked, then spawned: two containers submitting at the same
         # moment may both pass, so the cap can be exceeded by a job or two.
@@ -266,7 +266,7 @@ class ModalJobs:
         return count
 
     async def answer(self, job_id: str) -> bytes | None:
-        from policyengine_backend.jobs import UnknownJob, failed
+        from policyengine_backend._jobs.local import UnknownJob, failed
 
         # Only ids recorded here reach Modal: nothing is fetched for others.
         if (

@@ -27,9 +27,9 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 import dashboard  # noqa: E402
 import memory  # noqa: E402
 
+from policyengine_backend._model.household import fill_household  # noqa: E402
+from policyengine_backend._settings import COUNTRY  # noqa: E402
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY  # noqa: E402
-from policyengine_backend.household import fill_household  # noqa: E402
-from policyengine_backend.settings import COUNTRY  # noqa: E402
 
 REPEATS = 7
 POLICIES = 20
@@ -91,9 +91,9 @@ def main() -> None:
     # Startup: what a new container does before its first request.
     start_time, _ = timed(lambda: importlib.import_module("api.main"))
     import api.main
-    import policyengine_backend.routes
+    import policyengine_backend._web.routes
 
-    engine = policyengine_backend.routes.engine
+    engine = policyengine_backend._web.routes.engine
     warm_up_time, _ = timed(engine.warm_up)
     # Entered, as a server runs it: one event loop for every request, so a
     # job started by one request is still running when the next one polls.

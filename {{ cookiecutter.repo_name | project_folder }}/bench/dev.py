@@ -30,8 +30,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from policyengine_backend._settings import COUNTRY  # noqa: E402
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD  # noqa: E402
-from policyengine_backend.settings import COUNTRY  # noqa: E402
 
 # The README's endpoint ("Add your own endpoint"), as its tests read it.
 from tests.test_dev import with_readme_include  # noqa: E402
@@ -168,7 +168,7 @@ def main() -> None:
     imported = import_seconds()
     row("bare import of the model", imported, imported)
     python = [str(ROOT / ".venv/bin/python")]
-    dev = [*python, "-m", "policyengine_backend.dev", "api.main:app"]
+    dev = [*python, "-m", "policyengine_backend._dev", "api.main:app"]
     first, edits = timed_edits(dev, EDITS)
     row("make dev: start to a first answer", first, imported)
     row(

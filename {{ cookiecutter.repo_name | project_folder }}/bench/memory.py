@@ -12,8 +12,8 @@ import os
 import threading
 import time
 
+from policyengine_backend._model.household import entity_groups, requested_values
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from policyengine_backend.household import entity_groups, requested_values
 
 STRUCTURAL_POLICIES = int(os.environ.get("BENCH_STRUCTURAL_POLICIES", "30"))
 PARAMETRIC_POLICIES = int(os.environ.get("BENCH_PARAMETRIC_POLICIES", "100"))

@@ -13,19 +13,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from policyengine_backend.app import create_app
-    from policyengine_backend.endpoints import worker_endpoint
-    from policyengine_backend.models import Household, Policy
-    from policyengine_backend.worker_functions import Problem, Simulations
+    from policyengine_backend._model.functions import Problem, Simulations
+    from policyengine_backend._models import Household, Policy
+    from policyengine_backend._web.app import create_app
+    from policyengine_backend._web.endpoints import worker_endpoint
 
 # Each public name, and the module it lives in.
 _EXPORTS = {
-    "Household": "policyengine_backend.models",
-    "Policy": "policyengine_backend.models",
-    "Problem": "policyengine_backend.worker_functions",
-    "Simulations": "policyengine_backend.worker_functions",
-    "create_app": "policyengine_backend.app",
-    "worker_endpoint": "policyengine_backend.endpoints",
+    "Household": "policyengine_backend._models",
+    "Policy": "policyengine_backend._models",
+    "Problem": "policyengine_backend._model.functions",
+    "Simulations": "policyengine_backend._model.functions",
+    "create_app": "policyengine_backend._web.app",
+    "worker_endpoint": "policyengine_backend._web.endpoints",
 }
 __all__ = [
     "Household",

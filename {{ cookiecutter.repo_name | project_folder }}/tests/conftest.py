@@ -16,9 +16,9 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from policyengine_backend.engine import Engine, get_engine
-from policyengine_backend.household import requested_values
-from policyengine_backend.settings import (
+from policyengine_backend._engine.engine import Engine, get_engine
+from policyengine_backend._model.household import requested_values
+from policyengine_backend._settings import (
     COUNTRY,
     MAX_CALCULATION_TIMEOUT_SECONDS,
     Settings,
@@ -190,7 +190,7 @@ def patch_calculate(monkeypatch):
     so the next calculation runs in a worker forked after the change."""
     import dataclasses
 
-    from policyengine_backend.worker_functions import WORKER_FUNCTIONS
+    from policyengine_backend._model.functions import WORKER_FUNCTIONS
 
     def patch(wrap) -> None:
         real = WORKER_FUNCTIONS["calculate"]

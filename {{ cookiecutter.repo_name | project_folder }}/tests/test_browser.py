@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 import pytest
 
+from policyengine_backend._settings import get_settings
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from policyengine_backend.settings import get_settings
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = ROOT / "client"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-# Local frontends' ports that the API allows by default (settings.py).
+# Local frontends' ports that the API allows by default (policyengine_backend/_settings.py).
 ALLOWED_PORTS = (5173, 3000)
 REQUESTS = {
     "calculate": {"household": EXAMPLE_HOUSEHOLD},

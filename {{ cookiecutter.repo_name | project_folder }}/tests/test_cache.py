@@ -1,6 +1,6 @@
 """The byte-bounded cache behind answers, metadata and local jobs."""
 
-from policyengine_backend.cache import ENTRY_OVERHEAD, BytesCache
+from policyengine_backend._cache import ENTRY_OVERHEAD, BytesCache
 
 
 def test_the_bound_counts_keys_and_overhead_not_just_values():

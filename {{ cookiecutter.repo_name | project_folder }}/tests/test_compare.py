@@ -4,9 +4,9 @@ import copy
 
 import pytest
 
-from policyengine_backend.comparison import difference
+from policyengine_backend._model.comparison import difference
+from policyengine_backend._model.household import requested_values
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from policyengine_backend.household import requested_values
 from tests.conftest import assert_same_values
 
 # An input the model also computes, whose values are names, not numbers.

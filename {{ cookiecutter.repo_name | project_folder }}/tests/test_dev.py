@@ -1,4 +1,4 @@
-"""`make dev` (policyengine_backend/dev.py): an edit under api/ is served
+"""`make dev` (policyengine_backend/_dev.py): an edit under api/ is served
 by a fresh app forked from the warm parent, without loading the model again.
 
 The served test runs the real `make dev` command line in a copy of this
@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from policyengine_backend import dev
+from policyengine_backend import _dev as dev
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
 from tests.conftest import free_port
 from tests.test_own_endpoint import INCLUDE, ROUTE_MODULE
@@ -113,7 +113,7 @@ def test_an_added_endpoint_is_served_from_the_warm_model(tmp_path, country_packa
         [
             sys.executable,
             "-m",
-            "policyengine_backend.dev",
+            "policyengine_backend._dev",
             "api.main:app",
             "--port",
             str(port),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from policyengine_backend.household import requested_values
+from policyengine_backend._model.household import requested_values
 from tests.conftest import finished
 
 # The backend's own endpoints; the project's routers add theirs.

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
+from policyengine_backend._settings import COUNTRY
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from policyengine_backend.settings import COUNTRY
 from tests.conftest import assert_same_values, finished
 
 POLICIES = {

@@ -16,11 +16,11 @@ import time
 
 import pytest
 
-from policyengine_backend import logs
-from policyengine_backend.engine import CalculationTimeout
-from policyengine_backend.settings import MAX_CALCULATION_TIMEOUT_SECONDS, Settings
-from policyengine_backend.validation import RequestProblem
-from policyengine_backend.worker import memory_mb
+from policyengine_backend import _logs as logs
+from policyengine_backend._engine.checks import RequestProblem
+from policyengine_backend._engine.engine import CalculationTimeout
+from policyengine_backend._settings import MAX_CALCULATION_TIMEOUT_SECONDS, Settings
+from policyengine_backend._worker.supervisor import memory_mb
 from tests.conftest import assert_same_values, household_with
 
 STUCK = "stuck-forever"  # a person id that makes the calculation never end

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from policyengine_backend.engine import (
+from policyengine_backend._engine.checks import RequestProblem
+from policyengine_backend._engine.engine import (
     CalculationTimeout,
     TimeLimit,
     WorkerUnavailable,
 )
-from policyengine_backend.settings import Settings
-from policyengine_backend.validation import RequestProblem
+from policyengine_backend._settings import Settings
 from tests.conftest import assert_same_values, household_with
 
 KILLED = "killed-every-time"  # a person whose calculation kills its worker

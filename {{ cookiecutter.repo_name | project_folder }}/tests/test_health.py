@@ -4,8 +4,8 @@ import importlib.metadata
 
 from fastapi.testclient import TestClient
 
-from policyengine_backend.engine import Engine
-from policyengine_backend.settings import COUNTRY, COUNTRY_PACKAGE, get_settings
+from policyengine_backend._engine.engine import Engine
+from policyengine_backend._settings import COUNTRY, COUNTRY_PACKAGE, get_settings
 
 
 def test_health_is_ok_once_warm(client):
@@ -23,11 +23,11 @@ def test_health_is_ok_once_warm(client):
 
 def test_health_says_starting_until_warm(monkeypatch):
     import api.main
-    import policyengine_backend.routes
+    import policyengine_backend._web.routes
 
     cold = Engine(get_settings())
     monkeypatch.setattr(cold, "warm_up", lambda: None)
-    monkeypatch.setattr(policyengine_backend.routes, "engine", cold)
+    monkeypatch.setattr(policyengine_backend._web.routes, "engine", cold)
 
     with TestClient(api.main.app) as client:
         response = client.get("/health")

@@ -11,10 +11,10 @@ import json
 import pytest
 
 import api.main  # noqa: F401 - registers the endpoints, and so their jobs
-from policyengine_backend.engine import Engine
+from policyengine_backend._engine.engine import Engine
+from policyengine_backend._jobs.local import LocalJobs, TooManyJobs, UnknownJob
+from policyengine_backend._settings import Settings
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
-from policyengine_backend.jobs import LocalJobs, TooManyJobs, UnknownJob
-from policyengine_backend.settings import Settings
 from tests.conftest import assert_same_values, finished
 
 

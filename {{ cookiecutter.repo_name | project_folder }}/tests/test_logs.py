@@ -16,18 +16,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import api.main
-import policyengine_backend.calculation
-import policyengine_backend.routes
-from policyengine_backend import logs
-from policyengine_backend.engine import MODEL_VERSION, PACKAGE_VERSION, Engine
-from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from policyengine_backend.settings import (
+import policyengine_backend._model.calculation
+import policyengine_backend._web.routes
+from policyengine_backend import _logs as logs
+from policyengine_backend._engine.engine import MODEL_VERSION, PACKAGE_VERSION, Engine
+from policyengine_backend._model.functions import POLICY_PATHS
+from policyengine_backend._settings import (
     APP_NAME,
     COUNTRY_PACKAGE,
     Settings,
     get_settings,
 )
-from policyengine_backend.worker_functions import POLICY_PATHS
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
 PERSON = next(iter(EXAMPLE_HOUSEHOLD["people"]))
 
@@ -164,7 +164,10 @@ def test_an_unhandled_error_is_a_500_with_its_traceback_in_the_log(
     assert line["level"] == "ERROR" and line["status"] == 500
     assert "RuntimeError" in line["error"]
     (trace,) = [line for line in lines if "exception" in line]
-    assert trace["logger"] == "policyengine_backend.http" and trace["level"] == "ERROR"
+    assert (
+        trace["logger"] == "policyengine_backend._web.http"
+        and trace["level"] == "ERROR"
+    )
     assert "RuntimeError: a bug" in trace["exception"]
 
 
@@ -192,16 +195,16 @@ def test_logs_from_the_worker_process_reach_stdout(engine, monkeypatch, capfd):
     """The worker is a fork: its records go to the same stdout, as JSON."""
     # Wrapped inside the registered /calculate function, which the worker
     # looks up by name (a module attribute patched here would not be it).
-    real = policyengine_backend.calculation.fill_household
+    real = policyengine_backend._model.calculation.fill_household
 
     def fill_household(simulation, household):
-        logging.getLogger("policyengine_backend.calculation").warning(
+        logging.getLogger("policyengine_backend._model.calculation").warning(
             "hello from the worker"
         )
         return real(simulation, household)
 
     monkeypatch.setattr(
-        policyengine_backend.calculation, "fill_household", fill_household
+        policyengine_backend._model.calculation, "fill_household", fill_household
     )
     worker_engine = Engine(Settings())
     worker_engine._systems = engine.systems
@@ -321,7 +324,7 @@ def test_with_a_token_requests_and_engine_stages_are_traced(traced, connections)
     app, exporter = traced
     household = household_earning(54_321.5)
     # As in production, the worker is forked after Logfire is set up.
-    policyengine_backend.routes.engine.worker.stop()
+    policyengine_backend._web.routes.engine.worker.stop()
 
     response = TestClient(app).post("/calculate", json={"household": household})
 

@@ -7,12 +7,12 @@ from datetime import date
 import pytest
 from policyengine_core.parameters import Parameter
 
+from policyengine_backend._model.household import json_value
 from policyengine_backend.examples import (
     EXAMPLE_PARAMETER,
     EXAMPLE_PARAMETER_GROUP,
     EXAMPLE_VARIABLE,
 )
-from policyengine_backend.household import json_value
 
 DATES = ["2020-01-01", "2025-06-30", "2026-01-01", "2031-12-31"]
 
@@ -155,7 +155,7 @@ def test_an_unknown_variable_is_a_404(client):
 
 
 def test_answers_are_cached(client):
-    from policyengine_backend.routes import metadata
+    from policyengine_backend._web.routes import metadata
 
     first = client.get(f"/variables/{EXAMPLE_VARIABLE}")
     cached = len(metadata.answers)

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from modal._image import LATEST_IMAGE_BUILDER_VERSION, DockerfileSpec, _Image
 from modal._utils.async_utils import synchronizer
 
-from policyengine_backend.settings import Settings
+from policyengine_backend._settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

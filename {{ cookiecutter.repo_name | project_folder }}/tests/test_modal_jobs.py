@@ -13,8 +13,8 @@ import modal
 import pytest
 from fastapi.testclient import TestClient
 
+from policyengine_backend._settings import Settings, get_settings
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from policyengine_backend.settings import Settings, get_settings
 
 
 class Aio:

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from policyengine_backend import create_app
+from policyengine_backend._settings import COUNTRY
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from policyengine_backend.settings import COUNTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = (ROOT / "README.md").read_text().split("## Add your own endpoint")[1]

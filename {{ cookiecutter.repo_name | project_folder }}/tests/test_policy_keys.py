@@ -8,7 +8,7 @@ another policy. And one parameter can be spelled two ways (``[0]`` and
 
 import pytest
 
-from policyengine_backend.policy import canonical_path, policy_key
+from policyengine_backend._model.policy import canonical_path, policy_key
 from tests.conftest import assert_same_values
 {% if cookiecutter.country == "us" %}
 HOUSEHOLD = {

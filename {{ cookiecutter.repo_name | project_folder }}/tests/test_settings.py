@@ -5,7 +5,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from policyengine_backend.settings import (
+from policyengine_backend._settings import (
     APP_NAME,
     DEFAULT_ORIGINS,
     PREVIEW_ORIGIN_REGEX,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from policyengine_backend.worker import (
+from policyengine_backend._worker.supervisor import (
     Crashed,
     OutOfMemory,
     TimedOut,
@@ -123,7 +123,7 @@ def test_a_job_over_the_memory_limit_is_stopped(worker, caplog):
 
 @pytest.mark.skipif(memory_mb(os.getpid()) is None, reason="needs /proc (Linux)")
 def test_a_worker_over_the_recycle_mark_is_replaced_before_the_next_job(worker, caplog):
-    caplog.set_level(logging.INFO, logger="policyengine_backend.worker")
+    caplog.set_level(logging.INFO, logger="policyengine_backend._worker.supervisor")
     worker.run(("echo", 1), later())
     before = settled_memory(worker)
     worker.memory_recycle_mb = before + 150
@@ -141,7 +141,7 @@ def test_a_worker_over_the_recycle_mark_is_replaced_before_the_next_job(worker, 
 
 @pytest.mark.skipif(memory_mb(os.getpid()) is None, reason="needs /proc (Linux)")
 def test_a_worker_without_room_for_the_jobs_growth_is_replaced_first(worker, caplog):
-    caplog.set_level(logging.INFO, logger="policyengine_backend.worker")
+    caplog.set_level(logging.INFO, logger="policyengine_backend._worker.supervisor")
     worker.run(("echo", 1), later())
     worker.memory_limit_mb = settled_memory(worker) + 400
     assert worker.run(("keep", 200), later()) == ("ok", 1)

@@ -18,16 +18,16 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from policyengine_backend import logs
-from policyengine_backend.engine import (
+from policyengine_backend import _logs as logs
+from policyengine_backend._engine.checks import RequestProblem, problem, summarise
+from policyengine_backend._engine.engine import (
     MODEL_VERSION,
     CalculationTimeout,
     WorkerUnavailable,
 )
-from policyengine_backend.jobs import TooManyJobs
-from policyengine_backend.metadata import NotFound
-from policyengine_backend.models import ErrorResponse
-from policyengine_backend.validation import RequestProblem, problem, summarise
+from policyengine_backend._jobs.local import TooManyJobs
+from policyengine_backend._model.metadata import NotFound
+from policyengine_backend._models import ErrorResponse
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("policyengine_backend.access")

@@ -20,12 +20,12 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, create_model
 
-from policyengine_backend import logs
-from policyengine_backend.engine import Engine, TimeLimit, get_engine
-from policyengine_backend.http import ERRORS, SUBMIT_ERRORS
-from policyengine_backend.jobs import JOB_RUNNERS, Jobs
-from policyengine_backend.models import Answer, Household, JobAccepted
-from policyengine_backend.worker_functions import WorkerFunction, register
+from policyengine_backend import _logs as logs
+from policyengine_backend._engine.engine import Engine, TimeLimit, get_engine
+from policyengine_backend._jobs.local import JOB_RUNNERS, Jobs
+from policyengine_backend._model.functions import WorkerFunction, register
+from policyengine_backend._models import Answer, Household, JobAccepted
+from policyengine_backend._web.http import ERRORS, SUBMIT_ERRORS
 
 
 def request_body(request: BaseModel) -> dict:

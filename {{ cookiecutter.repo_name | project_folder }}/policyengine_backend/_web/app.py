@@ -11,17 +11,18 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from policyengine_backend import logs, routes
-from policyengine_backend.engine import MODEL_VERSION
-from policyengine_backend.http import (
+from policyengine_backend import _logs as logs
+from policyengine_backend._engine.engine import MODEL_VERSION
+from policyengine_backend._jobs.local import LocalJobs
+from policyengine_backend._models import CALCULATE_EXAMPLES, COMPARE_EXAMPLES
+from policyengine_backend._settings import APP_NAME, get_settings
+from policyengine_backend._web import routes
+from policyengine_backend._web.http import (
     MODEL_HEADER,
     AccessLog,
     BodyLimits,
     add_error_handlers,
 )
-from policyengine_backend.jobs import LocalJobs
-from policyengine_backend.models import CALCULATE_EXAMPLES, COMPARE_EXAMPLES
-from policyengine_backend.settings import APP_NAME, get_settings
 
 
 @asynccontextmanager
@@ -83,7 +84,7 @@ def openapi_with_nulls(app: FastAPI) -> dict:
 
     FastAPI also documents its own 422 body (``HTTPValidationError``) on
     routes with parameters, but this app answers every 422 with its
-    ``ErrorResponse`` (``policyengine_backend/http.py``); the frontend's
+    ``ErrorResponse`` (``policyengine_backend/_web/http.py``); the frontend's
     generated types (``client/``) follow the schema.
     """
     if app.openapi_schema is None:

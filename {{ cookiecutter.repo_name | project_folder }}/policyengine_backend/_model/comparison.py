@@ -13,7 +13,7 @@ import copy
 from decimal import Decimal
 from typing import Any
 
-from policyengine_backend.household import requested_values
+from policyengine_backend._model.household import requested_values
 
 
 def change(household: dict, baseline: dict, reform: dict) -> dict:

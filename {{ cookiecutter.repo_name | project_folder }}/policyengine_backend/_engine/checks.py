@@ -1,12 +1,12 @@
 """Check a request before it waits for the calculation worker.
 
-The request models (``policyengine_backend/models.py``) check shapes. This module checks the
+The request models (``policyengine_backend/_models.py``) check shapes. This module checks the
 rest, in two steps, so that nothing the model would refuse, and nothing over
 a limit, ever reaches a calculation:
 
 - ``check_limits`` counts what the request asks for (people, axis points,
   periods, values, policy parameters) against the limits in
-  ``policyengine_backend/settings.py``. It needs no model, so it runs first: a request over a
+  ``policyengine_backend/_settings.py``. It needs no model, so it runs first: a request over a
   limit is answered 422 at once, never queued.
 - ``check_household`` and ``check_policy`` check meaning against the
   country model: that each variable exists and belongs to its group, that
@@ -24,18 +24,18 @@ from datetime import date
 import numpy as np
 from policyengine_core.periods import period as parse_period
 
-from policyengine_backend.household import (
+from policyengine_backend._model.household import (
     AXES,
     MEMBERS,
     entity_groups,
     requested_values,
 )
-from policyengine_backend.policy import canonical_path, parse_path
-from policyengine_backend.settings import Settings
+from policyengine_backend._model.policy import canonical_path, parse_path
+from policyengine_backend._settings import Settings
 
 # Years the country models hold parameters for, with some room either side;
 # years inside this range that the model cannot compute are reported when
-# the calculation fails (see policyengine_backend/calculation.py).
+# the calculation fails (see policyengine_backend/_model/calculation.py).
 FIRST_YEAR, LAST_YEAR = 2000, 2100
 POLICY_PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d{4}-\d{2}-\d{2})$")
 # The model stores numbers as float32 and int32: larger values would be

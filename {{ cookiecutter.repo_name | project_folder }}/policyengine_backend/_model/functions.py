@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from policyengine_backend.validation import problem
+from policyengine_backend._engine.checks import problem
 
 
 class Problem(Exception):

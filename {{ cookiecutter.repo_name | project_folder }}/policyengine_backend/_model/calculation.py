@@ -1,7 +1,7 @@
 """What the calculation worker runs for a job: a registered worker
-function (``worker_functions.py``), given the request and simulations.
+function (``_model/functions.py``), given the request and simulations.
 
-The request has been checked already (``policyengine_backend/validation.py``).
+The request has been checked already (``policyengine_backend/_engine/checks.py``).
 What the model still refuses is turned into a problem with the path to the
 field, so the client gets a 400 that says what to send, not a 500:
 
@@ -19,7 +19,7 @@ Replies are plain tuples, since they cross a pipe from the worker process:
 ``("ok", result, details)`` or ``("problem", status, problems)``, with
 ``POLICY_FAILED`` after the problems when no household could use the policy.
 The details say how the policy's tax-benefit system was made and when each
-stage ran, for the request's log line and trace (``engine.py``).
+stage ran, for the request's log line and trace (``_engine/engine.py``).
 """
 
 import os
@@ -28,14 +28,14 @@ import traceback
 
 from policyengine_core.errors import SituationParsingError
 
-from policyengine_backend.household import ModelError, fill_household
-from policyengine_backend.validation import problem
-from policyengine_backend.worker_functions import (
+from policyengine_backend._engine.checks import problem
+from policyengine_backend._model.functions import (
     WORKER_FUNCTIONS,
     PolicyFailed,
     Problem,
     Simulations,
 )
+from policyengine_backend._model.household import ModelError, fill_household
 
 # The model's messages can be long; the client gets the start.
 MESSAGE_LIMIT = 300

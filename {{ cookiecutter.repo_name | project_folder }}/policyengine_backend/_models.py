@@ -3,7 +3,7 @@
 They follow policyengine-api's ``POST /{{ cookiecutter.country }}/calculate``, so a frontend
 written against it works here unchanged. The models describe the shapes;
 whether a variable or parameter exists is checked against the country model
-in ``policyengine_backend/validation.py``.
+in ``policyengine_backend/_engine/checks.py``.
 """
 
 from typing import Annotated, Any, Literal
@@ -89,7 +89,7 @@ class Household(BaseModel):
 Policy = dict[str, dict[str, StrictBool | StrictInt | StrictFloat]]
 
 
-# Shown in /docs, where "Try it out" sends them (see policyengine_backend/app.py).
+# Shown in /docs, where "Try it out" sends them (see policyengine_backend/_web/app.py).
 CALCULATE_EXAMPLES: Any = [
     {"household": EXAMPLE_HOUSEHOLD},
     {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY},

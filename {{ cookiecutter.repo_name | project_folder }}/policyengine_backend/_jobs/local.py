@@ -30,15 +30,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from policyengine_backend.cache import BytesCache
-from policyengine_backend.engine import (
+from policyengine_backend._cache import BytesCache
+from policyengine_backend._engine.checks import RequestProblem, problem
+from policyengine_backend._engine.engine import (
     MB,
     CalculationTimeout,
     Engine,
     TimeLimit,
     WorkerUnavailable,
 )
-from policyengine_backend.validation import RequestProblem, problem
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A cache of finished answers, bounded in bytes.
 
-Used for ``/calculate`` answers (``policyengine_backend/engine.py``), model metadata
-(``policyengine_backend/metadata.py``) and local job results (``policyengine_backend/jobs.py``). Each holds
+Used for ``/calculate`` answers (``policyengine_backend/_engine/engine.py``), model metadata
+(``policyengine_backend/_model/metadata.py``) and local job results (``policyengine_backend/_jobs/local.py``). Each holds
 encoded JSON: the bound is then exact, and evicting an entry frees it,
 since bytes hold no references to anything else.
 

@@ -1,10 +1,10 @@
 """The backend's own endpoints: ``/health``; ``/calculate`` (one
 household, one policy); ``/compare`` (current law against a policy);
 jobs (either of those, collected later: ``POST /jobs/<endpoint>``, see
-``policyengine_backend/jobs.py``); ``/parameters`` and ``/variables`` (what
-the model knows, see ``policyengine_backend/metadata.py``).
+``policyengine_backend/_jobs/local.py``); ``/parameters`` and ``/variables`` (what
+the model knows, see ``policyengine_backend/_model/metadata.py``).
 
-Calculations run in a worker process (``policyengine_backend/worker.py``),
+Calculations run in a worker process (``policyengine_backend/_worker/supervisor.py``),
 one at a time; the server only reads requests, checks them and answers, so
 ``/health`` and cached answers never wait behind the model.
 """
@@ -15,18 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from policyengine_backend import calculation
-from policyengine_backend.endpoints import add_job_route, worker_endpoint
-from policyengine_backend.engine import MB, PACKAGE_VERSION, get_engine
-from policyengine_backend.examples import (
-    EXAMPLE_PARAMETER,
-    EXAMPLE_PARAMETER_GROUP,
-    EXAMPLE_VARIABLE,
-)
-from policyengine_backend.http import ERRORS, NOT_FOUND, error
-from policyengine_backend.jobs import Jobs, UnknownJob
-from policyengine_backend.metadata import ModelMetadata
-from policyengine_backend.models import (
+from policyengine_backend._engine.checks import problem
+from policyengine_backend._engine.engine import MB, PACKAGE_VERSION, get_engine
+from policyengine_backend._jobs.local import Jobs, UnknownJob
+from policyengine_backend._model import calculation
+from policyengine_backend._model.metadata import ModelMetadata
+from policyengine_backend._models import (
     CalculateRequest,
     CompareRequest,
     CompareResponse,
@@ -35,8 +29,14 @@ from policyengine_backend.models import (
     ParameterResponse,
     VariableResponse,
 )
-from policyengine_backend.settings import COUNTRY, COUNTRY_PACKAGE, get_settings
-from policyengine_backend.validation import problem
+from policyengine_backend._settings import COUNTRY, COUNTRY_PACKAGE, get_settings
+from policyengine_backend._web.endpoints import add_job_route, worker_endpoint
+from policyengine_backend._web.http import ERRORS, NOT_FOUND, error
+from policyengine_backend.examples import (
+    EXAMPLE_PARAMETER,
+    EXAMPLE_PARAMETER_GROUP,
+    EXAMPLE_VARIABLE,
+)
 
 engine = get_engine()
 metadata = ModelMetadata(get_settings().metadata_cache_mb * MB)

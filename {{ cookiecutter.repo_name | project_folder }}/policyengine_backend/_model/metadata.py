@@ -16,9 +16,9 @@ from typing import Any
 
 from policyengine_core.parameters import Parameter, ParameterNode, ParameterScale
 
-from policyengine_backend.cache import BytesCache
-from policyengine_backend.household import json_value
-from policyengine_backend.policy import parse_path
+from policyengine_backend._cache import BytesCache
+from policyengine_backend._model.household import json_value
+from policyengine_backend._model.policy import parse_path
 
 
 class NotFound(Exception):

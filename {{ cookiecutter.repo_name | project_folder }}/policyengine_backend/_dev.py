@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from policyengine_backend.engine import get_engine
+from policyengine_backend._engine.engine import get_engine
 
 # Fork, not spawn: the point is to copy the warm parent.
 FORK = multiprocessing.get_context("fork")
@@ -42,7 +42,7 @@ POLL_SECONDS = 0.25
 # How long a stopping child may finish what it is answering.
 STOP_SECONDS = 3
 
-logger = logging.getLogger("policyengine_backend.dev")
+logger = logging.getLogger("policyengine_backend._dev")
 
 
 def snapshot(paths: tuple[str, ...]) -> dict[Path, int]:
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     # Imported once here, so that a reload imports only api/.
     import uvicorn  # noqa: F401
 
-    import policyengine_backend.app  # noqa: F401
+    import policyengine_backend._web.app  # noqa: F401
 
     logger.info(
         "serving http://%s:%d/docs; an edit under api/ reloads without the model",
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     restart = [
         sys.executable,
         "-m",
-        "policyengine_backend.dev",
+        "policyengine_backend._dev",
         *(argv or sys.argv[1:]),
     ]
     while True:

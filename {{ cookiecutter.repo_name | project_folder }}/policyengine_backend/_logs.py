@@ -37,7 +37,7 @@ class JsonFormatter(jsonlogger.JsonFormatter):
     def __init__(self):
         super().__init__(
             # "processName" is "calculation" for the worker process
-            # (policyengine_backend/worker.py).
+            # (policyengine_backend/_worker/supervisor.py).
             ["asctime", "levelname", "name", "processName", "message"],
             rename_fields={
                 "asctime": "time",

@@ -129,7 +129,7 @@ class Settings(BaseSettings):
 {%- endif %}
 
     # Least severe log level written to stdout (and to Logfire, when set
-    # up): DEBUG, INFO, WARNING or ERROR. See policyengine_backend/logs.py.
+    # up): DEBUG, INFO, WARNING or ERROR. See policyengine_backend/_logs.py.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ORIGINS

@@ -11,7 +11,7 @@ compute them alike, so the key keeps what changes the result:
 
 Only the order of *different* parameters, which never interact, is
 normalised. Two spellings of one parameter in one policy are refused by
-``policyengine_backend/validation.py``, so the key never has to merge them.
+``policyengine_backend/_engine/checks.py``, so the key never has to merge them.
 """
 
 import json
@@ -50,7 +50,7 @@ def canonical_path(path: str) -> str:
 
 def policy_key(policy: dict | None) -> str:
     """A string that is equal for two policies exactly when policyengine
-    applies them alike (``policyengine_backend/validation.py`` has checked the paths)."""
+    applies them alike (``policyengine_backend/_engine/checks.py`` has checked the paths)."""
     entries = sorted(
         (
             (canonical_path(path), list(periods.items()))

@@ -2,17 +2,17 @@
 
 It loads the country model and warms it up, checks each request, keeps a
 cache of finished answers, and hands calculations to the worker process
-(``policyengine_backend/worker.py``), one at a time. The HTTP layer (``policyengine_backend/app.py``) and the
+(``policyengine_backend/_worker/supervisor.py``), one at a time. The HTTP layer (``policyengine_backend/_web/app.py``) and the
 Modal wiring (``modal_app.py``) both use the instance from ``get_engine()``.
 
 A request's path: limits (422 at once) -> checks against the model (400)
 -> the answer cache -> the same request already running? wait for it ->
 the worker, within the request's deadline (504 past it). ``/compare`` takes
 that path twice (current law, then the policy) within one deadline; a job
-(``policyengine_backend/jobs.py``) takes it once, with its own time limit.
+(``policyengine_backend/_jobs/local.py``) takes it once, with its own time limit.
 
 Each stage is a trace span (sent to Logfire when it is set up, see
-``policyengine_backend/logs.py``), and what the request took (the cache? which policy path?
+``policyengine_backend/_logs.py``), and what the request took (the cache? which policy path?
 how long waiting for the worker?) goes on its log line through
 ``logs.note``.
 """
@@ -29,26 +29,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from policyengine_backend import calculation, comparison, worker_functions
-from policyengine_backend.cache import BytesCache
-from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
-from policyengine_backend.household import fill_household
-from policyengine_backend.logs import (
-    add_to_note,
-    configure_logging,
-    note,
-    record_span,
-    tracer,
-)
-from policyengine_backend.policy import policy_key
-from policyengine_backend.settings import (
-    COUNTRY,
-    COUNTRY_PACKAGE,
-    MAX_CALCULATION_TIMEOUT_SECONDS,
-    Settings,
-    get_settings,
-)
-from policyengine_backend.validation import (
+from policyengine_backend._cache import BytesCache
+from policyengine_backend._engine.checks import (
     RequestProblem,
     axis_points,
     check_household,
@@ -57,7 +39,31 @@ from policyengine_backend.validation import (
     problem,
     years_named,
 )
-from policyengine_backend.worker import Crashed, OutOfMemory, TimedOut, Worker
+from policyengine_backend._logs import (
+    add_to_note,
+    configure_logging,
+    note,
+    record_span,
+    tracer,
+)
+from policyengine_backend._model import calculation, comparison
+from policyengine_backend._model import functions as worker_functions
+from policyengine_backend._model.household import fill_household
+from policyengine_backend._model.policy import policy_key
+from policyengine_backend._settings import (
+    COUNTRY,
+    COUNTRY_PACKAGE,
+    MAX_CALCULATION_TIMEOUT_SECONDS,
+    Settings,
+    get_settings,
+)
+from policyengine_backend._worker.supervisor import (
+    Crashed,
+    OutOfMemory,
+    TimedOut,
+    Worker,
+)
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
 
 PACKAGE_VERSION = importlib.metadata.version(COUNTRY_PACKAGE)
 # On every response (a header) and every request's log line.
@@ -105,7 +111,7 @@ class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._systems: Any = (
-            None  # policyengine_backend.systems.TaxBenefitSystems once warm
+            None  # policyengine_backend._model.systems.TaxBenefitSystems once warm
         )
         self.answers = BytesCache(settings.result_cache_mb * MB)
         # Policies policyengine could not build, with the 400 they got:
@@ -151,7 +157,7 @@ class Engine:
         with self._warm_up_lock:
             if self._ready.is_set():
                 return
-            from policyengine_backend.systems import TaxBenefitSystems
+            from policyengine_backend._model.systems import TaxBenefitSystems
 
             started = time.monotonic()
             logger.info("warming up %s", MODEL_VERSION)
@@ -183,7 +189,7 @@ class Engine:
         )
 
     def job_time_limit(self) -> TimeLimit:
-        """The limit of a job (``policyengine_backend/jobs.py``). On Modal, run_job's own
+        """The limit of a job (``policyengine_backend/_jobs/local.py``). On Modal, run_job's own
         timeout is JOB_TIMEOUT_SECONDS + 60 s (modal_app.py)."""
         seconds = self.settings.job_timeout_seconds
         return TimeLimit(seconds, "JOB_TIMEOUT_SECONDS", seconds + 30)
@@ -209,7 +215,7 @@ class Engine:
         self, name: str, body: dict, limit: TimeLimit | None = None
     ) -> bytes:
         """The answer of the worker function registered as ``name``
-        (``worker_functions.py``) to a request body, as JSON bytes.
+        (``_model/functions.py``) to a request body, as JSON bytes.
 
         The body's ``household`` and ``policy``, if it has them, are checked
         first. ``limit`` counts from now, waiting included (``time_limit()``

@@ -1,0 +1,1 @@
+"""The country model: tax-benefit systems, households, policies and worker functions."""

@@ -1,0 +1,1 @@
+"""The HTTP layer: the app, its middleware, error answers and routes."""

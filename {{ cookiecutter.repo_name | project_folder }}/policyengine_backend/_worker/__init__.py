@@ -1,0 +1,1 @@
+"""The calculation worker: the process that runs the model, and its supervision."""
