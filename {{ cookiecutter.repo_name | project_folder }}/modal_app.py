@@ -5,10 +5,7 @@ Nothing here knows about households or policies: that is in
 `policyengine_backend/` and the project's own `api/`.
 """
 
-import logging
 import os
-import re
-import time
 from pathlib import Path
 
 import modal
@@ -106,7 +103,7 @@ if os.environ.get(WARM_UP_VARIABLE) == "1":
     # The app first: importing it registers the project's worker endpoints,
     # so the worker forked from this warm process knows all of them.
     import api.main  # noqa: F401
-    from policyengine_backend._engine.engine import get_engine
+    from policyengine_backend._web.app import get_engine
 
     get_engine().warm_up()
 
@@ -139,39 +136,16 @@ BACKEND_CONTAINER = dict(
 @modal.asgi_app()
 def fastapi_app():
     from api.main import app as api
+    from policyengine_backend._jobs.modal import ModalJobs
     from policyengine_backend._settings import get_settings
 
-    api.state.jobs = ModalJobs(run_job, max_pending=get_settings().max_pending_jobs)
+    # Jobs as spawned calls of run_job (policyengine_backend/_jobs/modal.py).
+    api.state.jobs = ModalJobs(
+        run_job,
+        max_pending=get_settings().max_pending_jobs,
+        expiry_seconds=JOB_FUNCTION_TIMEOUT_SECONDS,
+    )
     return api
-
-
-def modal_environment() -> str:
-    """The Modal environment this runs in (main, staging, testing): Modal
-    sets MODAL_ENVIRONMENT in its containers. "local" elsewhere."""
-    return os.environ.get("MODAL_ENVIRONMENT") or "local"
-
-
-def job_mark(environment: str) -> str:
-    return f"{APP_NAME}.run_job@{environment}"
-
-
-# Any function call of the workspace, in any environment, can be looked up
-# by its id, so an id is answered only if this environment's app recorded
-# it with this mark, and a result only if run_job returned it with the
-# mark: an id of another app, or of this app in another environment, is a
-# 404, never that call's result.
-JOB_MARK = job_mark(modal_environment())
-
-# The ids this app issued (id -> JOB_MARK) and those not finished yet
-# (id -> submission time, for MAX_PENDING_JOBS). Named Dicts belong to one
-# environment; Modal drops an entry after 7 days without a read or write,
-# about as long as it keeps a call's result. Nothing is fetched until a job
-# is submitted or asked for, so importing this file stays offline.
-ISSUED_JOBS = modal.Dict.from_name(f"{APP_NAME}-jobs", create_if_missing=True)
-PENDING_JOBS = modal.Dict.from_name(f"{APP_NAME}-pending-jobs", create_if_missing=True)
-# An entry older than this is a job Modal has stopped (its timeout) or one
-# whose container died before it could remove itself: no longer counted.
-PENDING_JOB_EXPIRY_SECONDS = JOB_FUNCTION_TIMEOUT_SECONDS
 
 
 @app.function(
@@ -181,123 +155,12 @@ PENDING_JOB_EXPIRY_SECONDS = JOB_FUNCTION_TIMEOUT_SECONDS
 )
 async def run_job(request: dict) -> tuple[str, bytes]:
     """One job: the JSON body its endpoint would answer for ``request``
-    (``{"endpoint": name, "body": {...}}``), marked as this function's (see
-    ``ModalJobs.answer``)."""
-    import api.main  # noqa: F401 - registers the project's endpoints' jobs
-    from policyengine_backend._engine.engine import get_engine
-    from policyengine_backend._jobs import local as jobs
+    (``{"endpoint": name, "body": {...}, "slot": ...}``)."""
+    import api.main  # noqa: F401 - registers the project's endpoints
+    from policyengine_backend._jobs import modal as jobs
+    from policyengine_backend._web.app import get_engine
 
-    answer = await jobs.run(get_engine(), request)
-    # Done: its place under MAX_PENDING_JOBS is free. If this fails, the
-    # entry expires instead (PENDING_JOB_EXPIRY_SECONDS): the answer must
-    # not be lost for it. (No call id: run outside Modal, nothing to free.)
-    if call_id := modal.current_function_call_id():
-        try:
-            await PENDING_JOBS.pop.aio(call_id, None)
-        except Exception:
-            logging.getLogger(__name__).exception("could not free the job's place")
-    return JOB_MARK, answer
-
-
-# A function call's id, as Modal makes them ("fc-" and letters and digits).
-CALL_ID = re.compile(r"fc-[0-9A-Za-z]+")
-
-
-class ModalJobs:
-    """The web function's jobs: each a spawned call of ``run_job``.
-
-    The job id is the call's id, so any container of the web function can
-    answer for any job, and a job survives the container that started it.
-    Modal keeps a call's result for 7 days after it finishes. The ids issued
-    and those still pending are kept in the environment's Dicts (``issued``,
-    ``pending``: Modal's by default, stand-ins in the tests), so every
-    container sees the same jobs and the same count under ``max_pending``.
-    (``policyengine_backend/_jobs/local.py`` has the interface, and the local stand-in.)
-    """
-
-    def __init__(
-        self,
-        function,
-        *,
-        max_pending: int,
-        issued=ISSUED_JOBS,
-        pending=PENDING_JOBS,
-        from_id=modal.FunctionCall.from_id,
-        clock=time.time,
-    ):
-        self.function = function
-        self.max_pending = max_pending
-        self.issued = issued
-        self.pending = pending
-        self.from_id = from_id
-        self.clock = clock  # wall time: entries are compared across containers
-
-    async def submit(self, request: dict) -> str:
-        # Imported here: importing the backend loads the model's package, which
-        # `modal deploy` (importing this file locally) does not need.
-        from policyengine_backend._jobs.local import TooManyJobs
-
-        # Checked, then spawned: two containers submitting at the same
-        # moment may both pass, so the cap can be exceeded by a job or two.
-        if await self.count_pending() >= self.max_pending:
-            raise TooManyJobs(
-                f"{self.max_pending} jobs are already waiting (MAX_PENDING_JOBS); "
-                "try again when one has finished"
-            )
-        call = await self.function.spawn.aio(request)
-        # Recorded once Modal has given the id. The job starts in a container
-        # of its own, seconds later, so it is done after this in practice;
-        # one done sooner would leave an entry that only expires.
-        await self.issued.put.aio(call.object_id, JOB_MARK)
-        await self.pending.put.aio(call.object_id, self.clock())
-        return call.object_id
-
-    async def count_pending(self) -> int:
-        """Jobs submitted and not finished; expired entries are removed."""
-        now = self.clock()
-        expired, count = [], 0
-        async for job_id, submitted in self.pending.items.aio():
-            if now - submitted > PENDING_JOB_EXPIRY_SECONDS:
-                expired.append(job_id)
-            else:
-                count += 1
-        for job_id in expired:
-            await self.pending.pop.aio(job_id, None)
-        return count
-
-    async def answer(self, job_id: str) -> bytes | None:
-        from policyengine_backend._jobs.local import UnknownJob, failed
-
-        # Only ids recorded here reach Modal: nothing is fetched for others.
-        if (
-            not CALL_ID.fullmatch(job_id)
-            or await self.issued.get.aio(job_id) != JOB_MARK
-        ):
-            raise UnknownJob(job_id)
-        try:
-            result = await self.from_id(job_id).get.aio(timeout=0)
-        except TimeoutError:  # Python's own: no answer yet
-            return None
-        except (
-            modal.exception.OutputExpiredError,
-            modal.exception.NotFoundError,
-            modal.exception.InvalidError,
-        ):
-            raise UnknownJob(job_id) from None
-        except modal.exception.FunctionTimeoutError:
-            return failed(
-                504,
-                f"the job did not finish within {JOB_FUNCTION_TIMEOUT_SECONDS} s "
-                "(Modal's timeout for run_job)",
-            )
-        except Exception:
-            logging.getLogger(__name__).exception("job %s failed in Modal", job_id)
-            return failed(500, "internal error; the job's log has the details")
-        if not (
-            isinstance(result, tuple) and len(result) == 2 and result[0] == JOB_MARK
-        ):
-            raise UnknownJob(job_id)  # not run_job's answer here
-        return result[1]
+    return await jobs.run_job(get_engine(), request)
 
 
 @app.function(image=health_image)

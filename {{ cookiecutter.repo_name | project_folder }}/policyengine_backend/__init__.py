@@ -1,32 +1,38 @@
 """The machinery of a PolicyEngine custom backend.
 
 Maintained by the template this project was made from and updated with
-``cruft update``: change it there, not here. It never imports ``api``
-(the project's own code); ``api`` uses the names exported below.
+``cruft update``: change it there, not here. It never imports ``api`` (the
+project's own code); ``api`` uses the names below, its public API. Every
+other module here is private (its name starts with an underscore) and may
+change in any update: `make lint` refuses them in ``api/``.
 
-They are imported on first use, so that importing one module of the
-package (its settings, say) does not build the app and its engine, which
-read the settings from the environment once.
+Where things are, for whoever maintains it:
+
+- ``_web/``: the HTTP layer. ``create_app`` wires the app (``app.py``);
+  error answers (``responses.py``), the middleware, the routes, worker
+  endpoints, ``/docs``, and the guards that keep a route from stalling
+  the server.
+- ``_engine/``: a request's path: its checks, the answer cache, the
+  worker's queue (``engine.py`` ties them together).
+- ``_worker/``: the calculation worker: supervised from the server
+  (``supervisor.py``), what runs in it (``child.py``), the messages between
+  them and how memory is read.
+- ``_model/``: the country model: tax-benefit systems, households,
+  policies, worker functions, metadata.
+- ``_jobs/``: jobs, run here or on Modal.
+- ``_errors.py`` (every error and its answer), ``_settings.py``,
+  ``_models.py`` (request and answer bodies), ``_logs.py``, ``_cache.py``,
+  ``_dev.py`` (`make dev`).
+
+Importing it builds nothing: ``create_app`` makes the engine.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from policyengine_backend._errors import Problem
+from policyengine_backend._model.functions import Simulations
+from policyengine_backend._models import Household, Policy
+from policyengine_backend._web.app import create_app
+from policyengine_backend._web.endpoints import worker_endpoint
 
-if TYPE_CHECKING:
-    from policyengine_backend._model.functions import Problem, Simulations
-    from policyengine_backend._models import Household, Policy
-    from policyengine_backend._web.app import create_app
-    from policyengine_backend._web.endpoints import worker_endpoint
-
-# Each public name, and the module it lives in.
-_EXPORTS = {
-    "Household": "policyengine_backend._models",
-    "Policy": "policyengine_backend._models",
-    "Problem": "policyengine_backend._model.functions",
-    "Simulations": "policyengine_backend._model.functions",
-    "create_app": "policyengine_backend._web.app",
-    "worker_endpoint": "policyengine_backend._web.endpoints",
-}
 __all__ = [
     "Household",
     "Policy",
@@ -35,9 +41,3 @@ __all__ = [
     "create_app",
     "worker_endpoint",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'policyengine_backend' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)

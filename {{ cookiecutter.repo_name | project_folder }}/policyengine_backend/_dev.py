@@ -30,7 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-from policyengine_backend._engine.engine import get_engine
+from policyengine_backend._web.app import get_engine
+from policyengine_backend._worker.child import die_with_parent
 
 # Fork, not spawn: the point is to copy the warm parent.
 FORK = multiprocessing.get_context("fork")
@@ -56,8 +57,11 @@ def snapshot(paths: tuple[str, ...]) -> dict[Path, int]:
     return times
 
 
-def serve_app(app: str, listener: socket.socket) -> None:
-    """In a child: import the app (``module:name``) and serve it on ``listener``."""
+def serve_app(app: str, listener: socket.socket, parent: int) -> None:
+    """In a child: import the app (``module:name``) and serve it on
+    ``listener``; die with the parent (``parent``, its pid), so a killed
+    `make dev` leaves no app holding the port."""
+    die_with_parent(parent)
     import uvicorn
 
     config = uvicorn.Config(app, access_log=False, timeout_graceful_shutdown=1)
@@ -68,7 +72,9 @@ def start_child(
     app: str, listener: socket.socket
 ) -> multiprocessing.process.BaseProcess:
     # Not a daemon: the app forks its own calculation worker.
-    child = FORK.Process(target=serve_app, args=(app, listener), name="app")
+    child = FORK.Process(
+        target=serve_app, args=(app, listener, os.getpid()), name="app"
+    )
     child.start()
     return child
 

@@ -6,6 +6,7 @@ set by the environment variable of the same name in capitals
 server at startup with a message naming the variable.
 """
 
+import importlib.metadata
 import os
 import re
 from functools import lru_cache
@@ -17,6 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 APP_NAME = "{{ cookiecutter.repo_name }}"
 COUNTRY = "{{ cookiecutter.country }}"
 COUNTRY_PACKAGE = "policyengine-{{ cookiecutter.country }}"
+PACKAGE_VERSION = importlib.metadata.version(COUNTRY_PACKAGE)
+# On every response (a header) and every request's log line.
+MODEL_VERSION = f"{COUNTRY_PACKAGE}/{PACKAGE_VERSION}"
 
 # Browsers on these origins may call the API: local frontends and
 # PolicyEngine's own sites. CORS_ALLOW_ORIGINS replaces the list.
@@ -102,6 +106,22 @@ class Settings(BaseSettings):
     # plus this would pass MEMORY_LIMIT_MB is replaced by a fresh one, so
     # the largest request the limits allow fits.
     memory_per_year_mb: int = Field(300, ge=0)
+    # Where memory is read (policyengine_backend/_worker/memory.py): "auto"
+    # picks the container's own figure (a cgroup with a limit, or gVisor's
+    # /proc/meminfo on Modal), else the processes' proportional set sizes;
+    # "cgroup", "gvisor" or "processes" insist on one; "off" reads nothing
+    # and applies no memory limit. Where nothing can be read, /health
+    # answers 503 and says so: the limits are never off silently.
+    memory_source: Literal["auto", "cgroup", "gvisor", "processes", "off"] = "auto"
+
+    # A WARNING names the request whose code held the event loop longer
+    # than this (blocking code in an async def route stalls every request,
+    # /health included); 0 turns the watch off.
+    loop_stall_warning_seconds: float = Field(1.0, ge=0)
+
+    # /health answers "degraded" (503) after this many calculations in a row
+    # failed (their worker died, or their function broke), until one works.
+    degraded_after_failures: int = Field(3, gt=0)
 
     # Finished answers kept by exact request, in megabytes of JSON.
     result_cache_mb: int = Field(64, ge=0)

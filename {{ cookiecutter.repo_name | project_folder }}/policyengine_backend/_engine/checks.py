@@ -24,6 +24,7 @@ from datetime import date
 import numpy as np
 from policyengine_core.periods import period as parse_period
 
+from policyengine_backend._errors import field_error as problem
 from policyengine_backend._model.household import (
     AXES,
     MEMBERS,
@@ -35,7 +36,7 @@ from policyengine_backend._settings import Settings
 
 # Years the country models hold parameters for, with some room either side;
 # years inside this range that the model cannot compute are reported when
-# the calculation fails (see policyengine_backend/_model/calculation.py).
+# the calculation fails (see policyengine_backend/_worker/child.py).
 FIRST_YEAR, LAST_YEAR = 2000, 2100
 POLICY_PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d{4}-\d{2}-\d{2})$")
 # The model stores numbers as float32 and int32: larger values would be
@@ -43,29 +44,6 @@ POLICY_PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(\d{4}-\d{2}-\d{2})$")
 FLOAT_LIMIT = float(np.finfo(np.float32).max)
 INT_RANGE = (int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max))
 PERIOD_UNITS = ("year", "month", "day")
-
-
-class RequestProblem(Exception):
-    """Raised with every problem found; answered as HTTP ``status``.
-
-    400 for inputs the model does not take, 422 for requests over a limit.
-    """
-
-    def __init__(self, problems: list[dict], status: int = 400):
-        self.problems = problems
-        self.status = status
-        super().__init__(summarise(problems))
-
-
-def problem(location: tuple, message: str) -> dict:
-    return {"loc": list(location), "msg": message}
-
-
-def summarise(problems: list[dict]) -> str:
-    first = problems[0]
-    where = ".".join(str(part) for part in first["loc"])
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
 
 
 def shown(value, limit: int = 40) -> str:
@@ -107,25 +85,36 @@ def years_named(household: dict) -> set[str]:
 
 
 def check_limits(
-    household: dict, policy: dict | None, settings: Settings
+    household: dict,
+    policy: dict | None,
+    settings: Settings,
+    at: tuple = ("household",),
 ) -> list[dict]:
-    """Size limits: what bounds the cost of a request, counted from its JSON."""
+    """Size limits: what bounds the cost of a request, counted from its JSON.
+    ``at`` is where the household is in the request (``()`` for a situation
+    a worker function built: the request as a whole)."""
     people = len(household.get("people", {}))
     points = axis_points(household)
     periods = len(periods_named(household))
     values = sum(1 for _ in requested_values(household)) * people * points
     counts = [
-        (("household", "people"), people, "people", settings.max_people, "MAX_PEOPLE"),
         (
-            ("household", AXES),
+            (*at, "people") if at else (),
+            people,
+            "people",
+            settings.max_people,
+            "MAX_PEOPLE",
+        ),
+        (
+            (*at, AXES) if at else (),
             points,
             "axis points",
             settings.max_axis_points,
             "MAX_AXIS_POINTS",
         ),
-        (("household",), periods, "periods", settings.max_periods, "MAX_PERIODS"),
+        (at, periods, "periods", settings.max_periods, "MAX_PERIODS"),
         (
-            ("household",),
+            at,
             values,
             "values (requested values x people x axis points)",
             settings.max_values,

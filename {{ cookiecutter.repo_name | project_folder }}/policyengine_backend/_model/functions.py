@@ -1,11 +1,11 @@
-"""Work that runs in the calculation worker: what a worker endpoint's
-function is given, and what it may raise.
+"""Worker functions: what an endpoint's function is given, and the registry
+the worker looks it up in.
 
 A worker function is a plain function of the request (its pydantic model)
-and a ``Simulations``, returning JSON-able data. ``endpoints.worker_endpoint``
-registers it; the worker process looks it up here by name. Registration
-happens when ``api.main`` is imported, before the worker is forked, so the
-worker knows every function the server does.
+and a ``Simulations``, returning JSON-able data that matches its declared
+``result_model``. ``worker_endpoint`` (``_web/endpoints.py``) registers it
+when ``api.main`` is imported, before the worker is forked, so the worker
+knows every function the server does.
 """
 
 import time
@@ -15,22 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from policyengine_backend._engine.checks import problem
-
-
-class Problem(Exception):
-    """A request the function cannot answer, at ``location`` in the request
-    body (``("earner",)``, say): answered 400, or ``status``."""
-
-    def __init__(self, location: tuple, message: str, status: int = 400):
-        self.problems = [problem(location, message)]
-        self.status = status
-        super().__init__(message)
-
-
-class PolicyFailed(Exception):
-    """policyengine itself cannot build the policy's tax-benefit system."""
-
+from policyengine_backend._errors import PolicyFailed, Problem
 
 # How a policy's system was made (``systems.path_for``), as the logs say it:
 # current law; derived from the baseline by copying only the changed
@@ -45,19 +30,26 @@ class Simulations:
     ``simulation(situation, policy)`` is policyengine's own
     ``Simulation(situation=..., reform=Reform.from_dict(policy))``, made from
     systems built once per policy and kept warm, not rebuilt per request.
+    Each situation counts toward the request's limits (people, axis points),
+    as a request's own household does.
     """
 
-    systems: Any
+    _systems: Any
+    _check_size: Callable[[dict], list[dict]] = lambda situation: []
     policy_path: str | None = None
     stages: dict[str, tuple[int, int]] = field(default_factory=dict)
+    axis_points: int = 0
 
     def simulation(self, situation: dict, policy: dict | None = None):
         started = time.time_ns()
+        if errors := self._check_size(situation):
+            raise Problem.of(errors, status=422)
+        self.axis_points = max(self.axis_points, _axis_points(situation))
         try:
-            how = self.systems.path_for(policy or None)  # builds it, once
+            how = self._systems.path_for(policy or None)  # builds it, once
         except Exception as error:  # noqa: BLE001 - policyengine's own build refuses it
             raise PolicyFailed(f"{type(error).__name__}: {error}") from None
-        simulation = self.systems.simulation(situation, policy or None)
+        simulation = self._systems.simulation(situation, policy or None)
         # The reform's path wins on a log line: it is the one worth knowing.
         if self.policy_path in (None, "baseline"):
             self.policy_path = POLICY_PATHS[how]
@@ -65,11 +57,20 @@ class Simulations:
         return simulation
 
 
+def _axis_points(situation: dict) -> int:
+    points = 1
+    for parallel in situation.get("axes") or []:
+        points *= max((axis.get("count", 1) for axis in parallel), default=1)
+    return points
+
+
 @dataclass(frozen=True)
 class WorkerFunction:
-    name: str
+    name: str  # "earnings-chart"
+    route: str  # "POST /earnings-chart", for messages
     function: Callable[[Any, Simulations], Any]
     request_model: type[BaseModel]
+    result_model: Any
 
 
 # By endpoint name ("calculate", "earnings-chart").
@@ -86,3 +87,24 @@ def registered() -> tuple:
     """What is registered now: a worker forked when this was different
     does not know every function, and is replaced before its next job."""
     return tuple((name, id(f.function)) for name, f in WORKER_FUNCTIONS.items())
+
+
+def locate(body: Any, value: Any) -> list[tuple]:
+    """Every place in a request body that holds ``value`` (as a value of the
+    same type, or as a key): where the request named what the model refused."""
+    found: list[tuple] = []
+
+    def walk(node: Any, path: tuple) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if key == value:
+                    found.append((*path, key))
+                walk(child, (*path, key))
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                walk(child, (*path, index))
+        elif type(node) is type(value) and node == value:
+            found.append(path)
+
+    walk(body, ())
+    return found

@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from policyengine_backend._errors import Problem
+from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
+
 AXES = "axes"
 MEMBERS = "members"
 
@@ -66,15 +69,6 @@ def _as_items(array) -> np.ndarray:
     return array.decode() if hasattr(array, "decode") else array
 
 
-class ModelError(Exception):
-    """The model could not calculate a requested value for this household,
-    at ``location`` (for example, a year it has no parameters for)."""
-
-    def __init__(self, location: tuple, message: str):
-        self.location = location
-        super().__init__(message)
-
-
 def fill_household(simulation, household: dict) -> dict:
     """A copy of ``household`` with every ``null`` replaced by its value.
 
@@ -88,8 +82,14 @@ def fill_household(simulation, household: dict) -> dict:
         try:
             values = _as_items(simulation.calculate(variable, period))
         except Exception as error:
-            raise ModelError(
-                ("household", group, member_id, variable, period), str(error)
+            reason = (
+                str(error).strip().splitlines()[0]
+                if str(error).strip()
+                else type(error).__name__
+            )
+            raise Problem(
+                ("household", group, member_id, variable, period),
+                f"the model could not calculate this: {reason[:300]}",
             ) from error
         if has_axes:
             position = list(household[group]).index(member_id)
@@ -100,3 +100,27 @@ def fill_household(simulation, household: dict) -> dict:
             answer = json_value(values[index])
         result[group][member_id][variable][period] = answer
     return result
+
+
+def in_year(household: dict, year: str) -> dict:
+    """``household`` with every period it names moved to ``year``."""
+    moved = copy.deepcopy(household)
+    for _, members in entity_groups(moved):
+        for variables in members.values():
+            for name, periods in variables.items():
+                if name != MEMBERS and isinstance(periods, dict) and periods:
+                    variables[name] = {year: list(periods.values())[-1]}
+    return moved
+
+
+def warm_year(systems, year: str) -> None:
+    """Prepare the model's parameters for ``year``: the example household
+    calculated in it. A year the model has not prepared costs seconds on
+    the first calculation in it; the worker does this once per year and
+    keeps it (``_worker/child.py``). A year the model cannot calculate is
+    left to the request, which says why."""
+    household = in_year(EXAMPLE_HOUSEHOLD, year)
+    try:
+        fill_household(systems.simulation(household), household)
+    except Exception:  # noqa: BLE001 - the request that names it will say why
+        return

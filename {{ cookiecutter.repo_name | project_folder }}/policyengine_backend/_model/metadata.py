@@ -17,12 +17,9 @@ from typing import Any
 from policyengine_core.parameters import Parameter, ParameterNode, ParameterScale
 
 from policyengine_backend._cache import BytesCache
+from policyengine_backend._errors import NotFound, field_error
 from policyengine_backend._model.household import json_value
 from policyengine_backend._model.policy import parse_path
-
-
-class NotFound(Exception):
-    """No parameter or variable of that name; the message says why."""
 
 
 class ModelMetadata:
@@ -43,7 +40,13 @@ class ModelMetadata:
     def _cached(self, key: str, describe) -> bytes:
         answer = self.answers.get(key)
         if answer is None:
-            body = {"status": "ok", "message": None, "result": describe()}
+            try:
+                result = describe()
+            except NotFound as error:  # the name in the URL path is at fault
+                raise NotFound(
+                    str(error), [field_error(("path", "name"), str(error))]
+                ) from None
+            body = {"status": "ok", "message": None, "result": result}
             answer = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
             self.answers.put(key, answer)
         return answer

@@ -2,52 +2,113 @@
 the access log and Logfire, with the project's own routers included.
 
 ``create_app`` is what ``api/main.py`` calls; nothing here imports ``api``.
+It is where the backend is wired: it takes the process's engine
+(``_engine/engine.py``, made on first use) and puts it, the jobs and the
+model's metadata on ``app.state``, where the routes find them.
 """
 
+import asyncio
+import contextlib
+import signal
 import threading
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
+from functools import lru_cache
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from policyengine_backend import _logs as logs
-from policyengine_backend._engine.engine import MODEL_VERSION
+from policyengine_backend._engine.engine import MB, Engine
 from policyengine_backend._jobs.local import LocalJobs
+from policyengine_backend._model.metadata import ModelMetadata
 from policyengine_backend._models import CALCULATE_EXAMPLES, COMPARE_EXAMPLES
-from policyengine_backend._settings import APP_NAME, get_settings
-from policyengine_backend._web import routes
-from policyengine_backend._web.http import (
-    MODEL_HEADER,
-    AccessLog,
-    BodyLimits,
-    add_error_handlers,
-)
+from policyengine_backend._settings import APP_NAME, MODEL_VERSION, get_settings
+from policyengine_backend._web import docs, routes
+from policyengine_backend._web.guards import LoopWatch, refuse_simulations_in_the_server
+from policyengine_backend._web.middleware import AccessLog, BodyLimits
+from policyengine_backend._web.responses import MODEL_HEADER, add_error_handlers
+
+
+@lru_cache
+def get_engine() -> Engine:
+    """The process's engine, made on first use. Its first use (by the app,
+    the Modal warm-up or the tests) also sets up logging, so all log alike."""
+    settings = get_settings()
+    logs.configure_logging(settings.log_level)
+    return Engine(settings)
+
+
+@contextlib.contextmanager
+def shutting_down_on_sigterm(engine: Engine):
+    """On SIGTERM, stop taking calculations at once (queued and running
+    requests answer 503, jobs end as failed, nothing is retried), then do
+    what the server does on SIGTERM (uvicorn: finish the requests, stop).
+    Only the main thread can set a handler: elsewhere (the tests' client)
+    this does nothing."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handle(signum, frame):
+        threading.Thread(target=engine.shut_down, name="shutdown", daemon=True).start()
+        if callable(previous):
+            previous(signum, frame)
+
+    try:
+        signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, previous)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
+    engine: Engine = app.state.engine
+    engine.open()
     # Warm up in the background so the server answers /health (503 until
     # ready) at once. On Modal this is already done before the snapshot.
-    engine = routes.engine
-    threading.Thread(target=engine.warm_up, name="warm-up", daemon=True).start()
-    yield
-    if isinstance(app.state.jobs, LocalJobs):
-        app.state.jobs.close()
-    engine.close()
+    engine.start_warm_up()
+    refuse_simulations_in_the_server()
+    watch = None
+    if seconds := engine.settings.loop_stall_warning_seconds:
+        watch = LoopWatch(asyncio.get_running_loop(), seconds)
+        watch.start()
+    with shutting_down_on_sigterm(engine):
+        try:
+            yield
+        finally:
+            if watch is not None:
+                watch.stop()
+            app.state.jobs.close()
+            engine.close()
 
 
 def create_app(
-    title: str, description: str, routers: Iterable[APIRouter] = ()
+    title: str,
+    description: str,
+    routers: Iterable[APIRouter] = (),
+    engine: Engine | None = None,
 ) -> FastAPI:
     """The backend's app, its own endpoints first, then ``routers``."""
     settings = get_settings()
+    engine = engine or get_engine()
     app = FastAPI(
-        title=title, description=description, version="0.1.0", lifespan=lifespan
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,  # served from this app's own files: _web/docs.py
+        redoc_url=None,
     )
+    app.state.engine = engine
     # Where jobs run: in this process (make dev, tests); modal_app.py swaps
     # in its spawned Modal function calls.
-    app.state.jobs = LocalJobs(routes.engine)
+    app.state.jobs = LocalJobs(engine)
+    app.state.metadata = ModelMetadata(settings.metadata_cache_mb * MB)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_allow_origins),
@@ -68,6 +129,7 @@ def create_app(
     logs.configure_logfire(app, service_name=APP_NAME, model=MODEL_VERSION)
     add_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(docs.router)
     for router in routers:
         app.include_router(router)
     app.openapi = lambda: openapi_with_nulls(app)  # type: ignore[method-assign]
@@ -84,8 +146,8 @@ def openapi_with_nulls(app: FastAPI) -> dict:
 
     FastAPI also documents its own 422 body (``HTTPValidationError``) on
     routes with parameters, but this app answers every 422 with its
-    ``ErrorResponse`` (``policyengine_backend/_web/http.py``); the frontend's
-    generated types (``client/``) follow the schema.
+    ``ErrorResponse`` (``_web/responses.py``); the frontend's generated types
+    (``client/``) follow the schema.
     """
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)

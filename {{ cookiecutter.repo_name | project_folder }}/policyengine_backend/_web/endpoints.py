@@ -9,7 +9,9 @@ recycling, the answer cache (keyed by the endpoint and its canonical
 request), one log line per request, and the model's refusals turned into
 400s that name the request's own fields. A ``household`` or ``policy``
 field of the request is checked against the model before any of it waits
-for the worker.
+for the worker. What it declares is enforced: the request refuses fields it
+does not name (unless its model says ``extra="allow"`` or ``"ignore"``), and
+a result that does not match ``result_model`` is a 500, never served.
 """
 
 import inspect
@@ -18,14 +20,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, ConfigDict, create_model
 
 from policyengine_backend import _logs as logs
-from policyengine_backend._engine.engine import Engine, TimeLimit, get_engine
-from policyengine_backend._jobs.local import JOB_RUNNERS, Jobs
+from policyengine_backend._engine.engine import Engine
+from policyengine_backend._engine.scheduler import TimeLimit
+from policyengine_backend._jobs.run import COMPOSED
 from policyengine_backend._model.functions import WorkerFunction, register
 from policyengine_backend._models import Answer, Household, JobAccepted
-from policyengine_backend._web.http import ERRORS, SUBMIT_ERRORS
+from policyengine_backend._web.responses import CALCULATION_ERRORS, SUBMIT_ERRORS
 
 
 def request_body(request: BaseModel) -> dict:
@@ -52,6 +55,24 @@ def envelope(result_model: Any, name: str) -> type[BaseModel]:
     return create_model(name, __base__=Envelope, result=(result_model, ...))
 
 
+def strict(request_model: type[BaseModel]) -> type[BaseModel]:
+    """``request_model``, refusing fields it does not name (a 422 naming the
+    field, and ``additionalProperties: false`` in the schema, so a typed
+    client refuses a misspelling too), unless it says how to treat them."""
+    if "extra" in request_model.model_config:
+        return request_model
+    return type(
+        request_model.__name__,
+        (request_model,),
+        {
+            "model_config": ConfigDict(extra="forbid"),
+            "__module__": request_model.__module__,
+            "__qualname__": request_model.__qualname__,
+            "__doc__": request_model.__doc__,
+        },
+    )
+
+
 def worker_endpoint(
     router: APIRouter,
     path: str,
@@ -63,24 +84,29 @@ def worker_endpoint(
     """Serve the decorated function at ``POST path`` and ``POST /jobs/<path>``.
 
     The function takes the request (an instance of ``request_model``) and a
-    ``Simulations``, runs in the calculation worker, and returns JSON-able
-    data matching ``result_model``. ``examples`` (name: ``{"value": body}``)
-    appear in /docs, where "Try it out" sends them.
+    ``Simulations``, runs in the calculation worker, and returns plain JSON
+    data (no NaN, no numpy values) matching ``result_model``, or raises
+    ``Problem``. ``examples`` (name: ``{"value": body}``) appear in /docs,
+    where "Try it out" sends them.
     """
     name = path.strip("/")
+    request_model = strict(request_model)
     if examples:
         body_type: Any = Annotated[request_model, Body(openapi_examples=examples)]
     else:
         body_type = request_model
 
     def decorate(function: Callable) -> Callable:
-        register(WorkerFunction(name, function, request_model))
+        register(
+            WorkerFunction(name, f"POST {path}", function, request_model, result_model)
+        )
         # "CalculateResponse" for a function named calculate.
         title = "".join(word.capitalize() for word in function.__name__.split("_"))
         response_model = envelope(result_model, f"{title}Response")
 
-        async def endpoint(request: body_type) -> Response:  # type: ignore[valid-type]
-            answer = await get_engine().call(name, request_body(request))
+        async def endpoint(request: body_type, http: Request) -> Response:  # type: ignore[valid-type]
+            engine: Engine = http.app.state.engine
+            answer = await engine.call(name, request_body(request))
             return Response(answer, media_type="application/json")
 
         router.add_api_route(
@@ -88,7 +114,7 @@ def worker_endpoint(
             endpoint,
             methods=["POST"],
             response_model=response_model,
-            responses=ERRORS,
+            responses=CALCULATION_ERRORS,
             summary=function.__name__.replace("_", " ").capitalize(),
             # Dedented as Python 3.13 does itself: the schema (and client/)
             # is then the same on every Python.
@@ -105,23 +131,19 @@ def add_job_route(
     router: APIRouter,
     name: str,
     body_type: Any,
-    runner: Callable[[Engine, dict, TimeLimit], Awaitable[bytes]] | None = None,
-    path: str | None = None,
+    answer: Callable[[Engine, dict, TimeLimit], Awaitable[bytes]] | None = None,
 ) -> None:
-    """``POST /jobs/<name>`` (or ``path``): the endpoint's request, answered
-    later at ``GET /jobs/{job_id}`` with the endpoint's own body. ``runner``
-    does the job (by default the worker function ``name``)."""
-    path = path or f"/jobs/{name}"
-    JOB_RUNNERS[name] = runner or (
-        lambda engine, body, limit: engine.call(name, body, limit)
-    )
+    """``POST /jobs/<name>``: the endpoint's request, answered later at
+    ``GET /jobs/{job_id}`` with the endpoint's own body. ``answer`` is how
+    a job of an endpoint that is not a worker function is done."""
+    if answer is not None:
+        COMPOSED[name] = answer
 
     async def submit(request: body_type, http: Request) -> JSONResponse:  # type: ignore[valid-type]
         body = request_body(request)
         # A bad request is refused now, as the endpoint would refuse it.
-        await get_engine().check(body.get("household"), body.get("policy"))
-        jobs: Jobs = http.app.state.jobs
-        job_id = await jobs.submit({"endpoint": name, "body": body})
+        await http.app.state.engine.check(body.get("household"), body.get("policy"))
+        job_id = await http.app.state.jobs.submit({"endpoint": name, "body": body})
         logs.note(job_id=job_id)
         return JSONResponse(
             status_code=202,
@@ -130,7 +152,7 @@ def add_job_route(
         )
 
     router.add_api_route(
-        path,
+        f"/jobs/{name}",
         submit,
         methods=["POST"],
         status_code=202,
@@ -140,5 +162,5 @@ def add_job_route(
         description=f"Start a /{name} that runs for up to JOB_TIMEOUT_SECONDS; "
         "ask GET /jobs/{job_id} for its answer. A bad request is refused "
         f"here, at once, as /{name} would refuse it.",
-        operation_id="submit" + path.replace("/", "_").replace("-", "_"),
+        operation_id=f"submit_jobs_{name.replace('-', '_')}",
     )

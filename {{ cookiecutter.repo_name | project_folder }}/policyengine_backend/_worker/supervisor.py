@@ -1,95 +1,96 @@
-"""The calculation worker: one child process that runs every calculation.
+"""The calculation worker, seen from the server: started, watched, replaced.
 
 A calculation is CPU-bound Python over a model of millions of objects. Run
-in a thread, it cannot be stopped, its garbage-collection pauses stall the
-whole server, and the memory it leaves (parameters prepared for a new year,
-reformed systems) stays with the server for good. Run in a child process
-forked from the warm server, each of those has a simple answer:
+in the server, it could not be stopped, its garbage-collection pauses would
+stall every request, and what it leaves (a year's parameters, a policy's
+system) would stay with the server for good. So calculations run in a
+worker process forked from the warm server, which forks each job a process
+of its own (``_worker/child.py``). The server only parses, checks and
+answers, so ``/health`` never waits behind the model, and:
 
-- a calculation past its deadline is stopped by ending the process, and the
-  next one runs in a fresh fork, as warm as the server it is copied from;
-- the server (the parent) only parses, checks and answers, so ``/health``
-  never waits behind the model;
-- memory: the parent watches the container's memory (parent and child
-  together) while a calculation runs and stops it past ``memory_limit_mb``;
-  before a calculation, the child is replaced if it is past
-  ``memory_recycle_mb`` or if what the job may add would take it past the
-  limit, which returns everything it had cached.
-
-The worker is checked, never trusted: it can be killed at any moment (the
-kernel's out-of-memory killer, an operator). A worker found dead, whether
-idle or mid-job, is reaped, logged at WARNING with how it ended, and
-replaced; a job it was running is run once more in the fresh one.
-
-A fork shares the loaded model with the parent page by page (copy on
-write), so starting a worker takes milliseconds and little memory.
+- a job past its deadline, over the memory limit, or that nobody waits for
+  any more is stopped by ending its process; the worker, with what it has
+  prepared, carries on;
+- memory: while a job runs the server reads the container's memory
+  (``_worker/memory.py``) and stops the job past ``memory_limit_mb``; before
+  a job it replaces the worker if the container is past
+  ``memory_recycle_mb``, or if what the job may add would take it past the
+  limit;
+- the worker is checked, never trusted: one found dead (the kernel's
+  out-of-memory killer, an operator), or that does not answer when idle
+  (stopped, or stuck), is replaced, and a job its death cut short runs once
+  more; a job whose own process was killed from outside runs once more too.
+  Every wait ends at the waiting request's own deadline.
 
 Why not a process pool from a library: neither multiprocessing's ``Pool``
 nor ``concurrent.futures.ProcessPoolExecutor`` can stop one running task at
 its deadline (the task runs on, or killing its process breaks the whole
-pool), and no pool watches the memory of parent and child together or
-replaces its worker before a job by what the job may add. Those rules are
+pool), fork each task from a prepared parent, or watch the memory of the
+container while replacing the worker by what a job may add. Those rules are
 the point of this module, so it is a small one of its own.
 """
 
 import contextlib
-import ctypes
-import gc
+import itertools
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from pathlib import Path
+from typing import Any
+
+from policyengine_backend._errors import (
+    JobCancelled,
+    JobOutOfMemory,
+    JobTimedOut,
+    WorkerCrashed,
+    WorkerStopped,
+)
+from policyengine_backend._worker import child
+from policyengine_backend._worker.memory import Source, Watch
+from policyengine_backend._worker.messages import (
+    Ended,
+    Job,
+    Outcome,
+    Ping,
+    Pong,
+    Ready,
+    Reply,
+    Started,
+)
 
 # Fork explicitly (Python 3.14 changes the default): the point is to copy
 # the warm parent, model and caches included.
 FORK = multiprocessing.get_context("fork")
-# How often the parent checks the deadline and the memory while it waits.
+# How often the server looks at the deadline and the memory while it waits.
 POLL_SECONDS = 0.2
-# A fresh worker is a fork: it says it is ready in milliseconds. Past this
-# something is wrong with the machine, and the job is not sent.
-START_SECONDS = 60
-READY = "ready"
+# An idle worker answers a ping, or says it is ready, in milliseconds; one
+# silent this long is stopped or stuck, and is replaced.
+SILENT_SECONDS = 5
 
 logger = logging.getLogger(__name__)
 
 
-class WorkerStopped(Exception):
-    """The calculation was stopped and the worker replaced."""
+class Deadline:
+    """When a job must end, by ``time.monotonic()``: ``at``, or, if the
+    backend itself lost time (its worker died), up to ``ceiling``. Requests
+    that join a running job extend it to their own."""
 
+    def __init__(self, at: float, ceiling: float | None = None):
+        self.at = at
+        self.ceiling = at if ceiling is None else max(at, ceiling)
 
-class TimedOut(WorkerStopped):
-    pass
+    def extend(self, other: "Deadline") -> None:
+        self.at = max(self.at, other.at)
+        self.ceiling = max(self.ceiling, other.ceiling)
 
-
-class OutOfMemory(WorkerStopped):
-    pass
-
-
-class Crashed(WorkerStopped):
-    """The worker ended on its own (killed, or crashed): not the job's doing
-    as far as anyone can tell, so the job may be tried once more."""
-
-
-def memory_mb(pid: int) -> float | None:
-    """Proportional set size of a process: its private memory plus its share
-    of pages it shares (with the parent or child), so the sum over the two
-    processes is the memory they really use. None where /proc has no such
-    file (not Linux)."""
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    return None
+    def left(self) -> float:
+        return self.at - time.monotonic()
 
 
 def how_it_ended(exitcode: int | None) -> str:
@@ -103,204 +104,336 @@ def how_it_ended(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-def release_memory() -> None:
-    """Free what the last calculation left and hand it back to the system.
-
-    The loaded model is frozen out of collections (see Engine.warm_up), so a
-    full collection walks only what this worker made. glibc keeps freed
-    memory for reuse; malloc_trim returns it, so the container's usage falls.
-    """
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def serve(connection, handle: Callable[[tuple], tuple]) -> None:
-    """The worker's loop: answer each job, then clean up before the next."""
-    # Ctrl-C in `make dev` reaches the whole process group: stop at once
-    # rather than run the server's handlers copied into this process.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    connection.send(READY)
-    while True:
-        try:
-            job = connection.recv()
-        except EOFError:  # the server has gone
-            return
-        try:
-            reply = handle(job)
-        except Exception:
-            reply = ("error", traceback.format_exc())
-        connection.send(reply)
-        del job, reply
-        release_memory()
-        connection.send(READY)
+def _kill_group(pid: int | None) -> None:
+    """End a job's process and everything it started (its process group)."""
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 class Worker:
-    """Runs jobs one at a time in a child process; see the module docstring.
+    """Runs jobs, one at a time, in a worker process; see the module docstring.
 
-    ``run`` blocks, so the server calls it from a thread, one job at a time.
+    ``run`` blocks, so the server calls it from a thread. ``systems`` and
+    ``settings`` are what the worker's code needs (the warm tax-benefit
+    systems); ``memory`` is where memory is read (None: it cannot be).
     """
 
     def __init__(
         self,
-        handle: Callable[[tuple], tuple],
-        memory_limit_mb: float,
-        memory_recycle_mb: float,
+        systems: Callable[[], Any],
+        settings: Any,
+        memory: Source | None,
         code_version: Callable[[], object] = lambda: None,
+        warmed_years: Callable[[], tuple] = tuple,
     ):
-        self.handle = handle
+        self.systems = systems
+        self.settings = settings
+        self.memory = memory
         # What the worker's code depends on that can change after a fork
         # (the functions registered): a worker forked before a change is
         # replaced before its next job.
         self.code_version = code_version
+        self.warmed_years = warmed_years
         self.started_with: object = None
-        self.memory_limit_mb = memory_limit_mb
-        self.memory_recycle_mb = memory_recycle_mb
         self.process: multiprocessing.process.BaseProcess | None = None
         self.connection: Connection | None = None
         self.ready = False
+        self.years: set[str] = set()  # the years this worker has warmed
         self.jobs_done = 0  # by the current worker process
-        self.fresh_at_last_job = True
+        self.job_pid: int | None = None  # the running job's own process
         # Why no worker could be started, while that lasts (for /health).
         self.start_failure: str | None = None
+        self.closing = False
+        self._cancelled: set[int] = set()
+        self._ids = itertools.count(1)
         # One job at a time, even if a caller gives up waiting before the
         # job is done: the pipe carries one conversation.
         self._lock = threading.Lock()
+        self._forker: ThreadPoolExecutor | None = None
+        self._forker_pid = 0
+
+    @property
+    def limit_mb(self) -> float:
+        return self.settings.memory_limit_mb
+
+    @property
+    def recycle_mb(self) -> float:
+        return self.settings.memory_recycle_mb
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def run(
-        self,
-        job: tuple,
-        deadline: float,
-        ceiling: float | None = None,
-        growth_mb: float = 0,
-    ) -> tuple:
-        """The job's reply; raises a WorkerStopped if it passes ``deadline``
-        (time.monotonic), the memory limit, or the worker dies twice.
+    def pids(self) -> list[int]:
+        found = [os.getpid(), self.pid, self.job_pid]
+        return [pid for pid in found if pid is not None]
 
-        ``growth_mb`` is what the job may add to the worker's memory: a
+    def memory_mb(self) -> float | None:
+        """The container's memory now, or None if it cannot be read."""
+        return self.memory.read_mb(self.pids()) if self.memory else None
+
+    def new_job(self, function: str, body: dict, route: str, **prepare) -> Job:
+        return Job(next(self._ids), function, body, route, **prepare)
+
+    # --- Running a job -------------------------------------------------------
+
+    def run(self, job: Job, deadline: Deadline, growth_per_year_mb: float = 0) -> Reply:
+        """The job's reply; raises a ``WorkerStopped`` if it passes its
+        deadline, the memory limit, is cancelled, or its worker dies twice.
+
+        ``growth_per_year_mb`` is what the job may add to the worker's
+        memory for each year it names that the worker has not prepared: a
         worker that could not take that much more is replaced first. A job
-        stopped through no fault of its own (its worker died, or was full
-        of what earlier jobs left) runs once more in a fresh worker, with
-        the time it lost added to its deadline, up to ``ceiling``.
+        stopped through no fault of its own (its worker died, its process
+        was killed from outside, or the worker was full of what earlier jobs
+        left) runs once more, with the time it lost added to its deadline,
+        up to the deadline's ceiling.
         """
-        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise TimedOut  # an abandoned job still holds the worker
+        if not self._lock.acquire(timeout=max(0.0, deadline.left())):
+            raise JobTimedOut  # an abandoned job still holds the worker
         try:
+            if self.closing or job.id in self._cancelled:
+                raise JobCancelled
             started = time.monotonic()
+            fresh = self.process is None or self.jobs_done == 0
             try:
-                return self._run_once(job, deadline, growth_mb)
-            except OutOfMemory as error:
-                if self.fresh_at_last_job:
+                return self._run_once(job, deadline, growth_per_year_mb)
+            except JobOutOfMemory as error:
+                if fresh:
                     raise  # too big for any worker
                 stopped: WorkerStopped = error.with_traceback(None)
-            except Crashed as error:
+                self.stop()  # full of what earlier jobs left: a fresh one
+            except WorkerCrashed as error:
                 stopped = error.with_traceback(None)  # no frames kept alive
+            if self.closing or job.id in self._cancelled:
+                raise JobCancelled
             # The time the failed try took, given back within the ceiling.
-            lost = time.monotonic() - started
-            limit = deadline if ceiling is None else max(ceiling, deadline)
-            retry_deadline = min(deadline + lost, limit)
-            if retry_deadline <= time.monotonic():
+            deadline.at = min(
+                deadline.at + time.monotonic() - started, deadline.ceiling
+            )
+            if deadline.left() <= 0:
                 raise stopped
-            return self._run_once(job, retry_deadline, growth_mb)
+            return self._run_once(job, deadline, growth_per_year_mb)
         finally:
+            self._cancelled.discard(job.id)
             self._lock.release()
 
-    def _run_once(self, job: tuple, deadline: float, growth_mb: float) -> tuple:
-        self.prepare(deadline, growth_mb)
+    def _run_once(
+        self, job: Job, deadline: Deadline, growth_per_year_mb: float
+    ) -> Reply:
+        new_years = [year for year in job.years if year not in self.years]
+        self.prepare(deadline, growth_per_year_mb * max(1, len(new_years)))
         assert self.connection is not None
-        self.fresh_at_last_job = self.jobs_done == 0
         try:
             self.connection.send(job)
-        except OSError:  # BrokenPipeError: it died since prepare looked
-            sent = False  # raised below, for the reason given in wait()
-        else:
-            sent = True
-        if not sent:
-            raise self._crashed("before its job")
+        except OSError:  # it died since prepare looked
+            raise self._crashed("before its job") from None
         self.ready = False
-        reply = self.wait(deadline)
+        self.years.update(job.years)
+        try:
+            reply = self._wait_for_reply(job, deadline)
+        finally:
+            self.job_pid = None
         self.jobs_done += 1
         return reply
 
-    def prepare(self, deadline: float, growth_mb: float = 0) -> None:
+    def _wait_for_reply(self, job: Job, deadline: Deadline) -> Reply:
+        watch = Watch(self.memory, self.limit_mb) if self.memory else None
+        while True:
+            message = self._receive(
+                time.monotonic() + min(POLL_SECONDS, max(0.0, deadline.left()))
+            )
+            if isinstance(message, Started) and message.job == job.id:
+                self.job_pid = message.pid
+            elif isinstance(message, Reply) and message.job == job.id:
+                return message
+            elif isinstance(message, Ended) and message.job == job.id:
+                return self._ended(job, message.exitcode)
+            if self.closing or job.id in self._cancelled:
+                self._stop_job()
+                raise JobCancelled
+            used = watch.poll(self.pids()) if watch else None
+            if used is not None and used > self.limit_mb:
+                logger.warning(
+                    "stopping the calculation: %.0f MB in use, over MEMORY_LIMIT_MB=%g",
+                    used,
+                    self.limit_mb,
+                    extra={"worker_event": "memory_stop", "memory_mb": round(used)},
+                )
+                self._stop_job()
+                raise JobOutOfMemory(f"{used:.0f} MB in use")
+            if deadline.left() <= 0:
+                self._stop_job()
+                raise JobTimedOut
+
+    def _ended(self, job: Job, exitcode: int) -> Reply:
+        """The job's process ended without a reply. Killed from outside
+        (SIGKILL: the kernel's out-of-memory killer, an operator), it is
+        tried again; any other end is the function's own doing."""
+        ended = how_it_ended(exitcode)
+        if exitcode == -signal.SIGKILL:
+            logger.warning(
+                "the job's process was %s; it runs once more",
+                ended,
+                extra={"worker_event": "job_killed", "worker_ended": ended},
+            )
+            raise WorkerCrashed(f"the calculation's process was {ended}")
+        return Reply(
+            job.id,
+            Outcome.BUG,
+            message=f"{job.route}: the function ended its process before answering ({ended})",
+        )
+
+    def _stop_job(self) -> None:
+        _kill_group(self.job_pid)
+        self.job_pid = None
+
+    def cancel(self, job: Job) -> None:
+        """Stop ``job`` (nobody waits for it any more), from any thread."""
+        self._cancelled.add(job.id)
+
+    # --- The worker process --------------------------------------------------
+
+    def prepare(self, deadline: Deadline, growth_mb: float = 0) -> None:
         """A started, live, idle worker with room for the job."""
         if self.process is not None and not self.process.is_alive():
             self._crashed("while idle")
         if self.process is None:
             self.start()
         if not self.ready:
-            try:
-                self.wait(deadline, "after its last job")  # its clean-up
-            except Crashed:  # a fresh one instead
-                self.start()
-                self.wait(deadline, "while starting")
-            self.ready = True
-        used = self.container_memory_mb() or 0
+            self._wait_until_ready(deadline)
         if self.started_with != self.code_version():
-            self.recycle(used, "code registered since it started")
-        elif used > self.memory_recycle_mb:
-            self.recycle(used, f"over MEMORY_RECYCLE_MB={self.memory_recycle_mb:g}")
-        elif used + growth_mb > self.memory_limit_mb:
-            self.recycle(
-                used,
-                f"the next job may add {growth_mb:.0f} MB, which would pass "
-                f"MEMORY_LIMIT_MB={self.memory_limit_mb:g}",
+            self.restart(deadline, "code registered since it started")
+            return
+        used = self.memory_mb()
+        if used is None:
+            return
+        if used > self.recycle_mb:
+            self.restart(
+                deadline,
+                f"{used:.0f} MB in use, over MEMORY_RECYCLE_MB={self.recycle_mb:g}",
+            )
+        elif used + growth_mb > self.limit_mb:
+            self.restart(
+                deadline,
+                f"{used:.0f} MB in use, and the next job may add {growth_mb:.0f} MB, "
+                f"which would pass MEMORY_LIMIT_MB={self.limit_mb:g}",
             )
 
-    def recycle(self, used: float, reason: str) -> None:
-        logger.info(
-            "replacing the calculation worker: %.0f MB in use, %s",
-            used,
-            reason,
-            extra={
-                "worker_event": "recycled",
-                "memory_mb": round(used),
-                "worker_pid": self.pid,
-            },
-        )
-        self.restart()
+    def _wait_until_ready(self, deadline: Deadline) -> None:
+        """Until the worker says it is ready. One silent for SILENT_SECONDS
+        (stopped, or stuck), or dead, is replaced, once."""
+        for attempt in range(2):
+            if attempt:
+                self.start()
+            silent_until = time.monotonic() + min(deadline.left(), SILENT_SECONDS)
+            try:
+                while time.monotonic() < silent_until:
+                    if isinstance(self._receive(silent_until), Ready):
+                        self.ready = True
+                        return
+            except WorkerCrashed:
+                continue  # said in the log; a fresh one
+            if deadline.left() <= 0:
+                raise JobTimedOut
+            logger.warning(
+                "the calculation worker did not answer within %d s (stopped, or "
+                "stuck); a fresh one takes over",
+                SILENT_SECONDS,
+                extra={"worker_event": "silent", "worker_pid": self.pid},
+            )
+        raise WorkerCrashed("no calculation worker could start")
+
+    def _receive(self, until: float) -> object | None:
+        """The worker's next message, or None at ``until``; WorkerCrashed
+        if it died."""
+        assert self.process is not None and self.connection is not None
+        if self.connection.poll(max(0.0, until - time.monotonic())):
+            try:
+                return self.connection.recv()
+            except (EOFError, OSError):  # closed, or reset by the kill
+                # Raised outside this block, so the new error does not keep
+                # this one (and the pipe's buffers in its frames) as its
+                # context: the garbage collector can free such a cycle in
+                # an order that crashes the interpreter.
+                pass
+            raise self._crashed("during a job" if self.job_pid else "while idle")
+        if not self.process.is_alive():
+            raise self._crashed("during a job" if self.job_pid else "while idle")
+        return None
 
     def start(self) -> None:
         """A fresh worker, forked from this process (not yet known ready)."""
+        if self.closing:
+            raise JobCancelled
         self.stop()
         connection, child_end = FORK.Pipe()
         process = FORK.Process(
-            target=serve, args=(child_end, self.handle), name="calculation", daemon=True
+            target=child.serve,
+            args=(
+                child_end,
+                os.getpid(),
+                self.systems(),
+                self.settings,
+                self.warmed_years(),
+            ),
+            name="calculation",
+            daemon=True,
         )
-        with warnings.catch_warnings():
-            # Python warns that forking a process with threads (the server's)
-            # can copy a lock another thread holds. The child runs only
-            # `serve`: the model's code and this pipe, no lock of the server.
-            warnings.filterwarnings(
-                "ignore", message=".*fork", category=DeprecationWarning
-            )
-            try:
-                process.start()
-            except OSError as error:  # no memory or no process slot for a fork
-                connection.close()
-                child_end.close()
-                self.start_failure = f"cannot start the calculation worker: {error}"
-                raise Crashed(self.start_failure) from error
+        try:
+            self._forking_thread().submit(self._fork, process).result()
+        except OSError as error:  # no memory or no process slot for a fork
+            connection.close()
+            child_end.close()
+            self.start_failure = f"cannot start the calculation worker: {error}"
+            raise WorkerCrashed(self.start_failure) from error
         child_end.close()
         self.process, self.connection = process, connection
         self.started_with = self.code_version()
         self.start_failure = None
         self.ready = False
+        self.years = set(self.warmed_years())
         self.jobs_done = 0
 
-    def restart(self) -> None:
+    def _forking_thread(self) -> ThreadPoolExecutor:
+        """Forks come from one thread, which lives as long as the server:
+        Linux ties PR_SET_PDEATHSIG to the forking *thread*, so a worker
+        forked from a short-lived thread would die with it. Made in the
+        process that uses it (a server forked by `make dev` makes its own)."""
+        if self._forker is None or self._forker_pid != os.getpid():
+            self._forker = ThreadPoolExecutor(1, thread_name_prefix="worker-fork")
+            self._forker_pid = os.getpid()
+        return self._forker
+
+    @staticmethod
+    def _fork(process: multiprocessing.process.BaseProcess) -> None:
+        with warnings.catch_warnings():
+            # Python warns that forking a process with threads (the server's)
+            # can copy a lock another thread holds. The worker runs only its
+            # loop: the model's code and its pipe, no lock of the server's.
+            warnings.filterwarnings(
+                "ignore", message=".*fork", category=DeprecationWarning
+            )
+            process.start()
+
+    def restart(self, deadline: Deadline, reason: str) -> None:
+        used = self.memory_mb()
+        logger.info(
+            "replacing the calculation worker: %s",
+            reason,
+            extra={
+                "worker_event": "recycled",
+                "memory_mb": None if used is None else round(used),
+                "worker_pid": self.pid,
+            },
+        )
         self.start()
-        self.wait(time.monotonic() + START_SECONDS, "while starting")
-        self.ready = True
+        self._wait_until_ready(deadline)
 
     def stop(self) -> None:
-        """End the worker, if there is one, and reap it."""
+        """End the worker and its job, if there are any, and reap them."""
+        self._stop_job()
         if self.process is not None:
             self.process.kill()
             self.process.join()
@@ -309,26 +442,65 @@ class Worker:
         self.process = self.connection = None
         self.ready = False
 
+    def reopen(self) -> None:
+        """Take jobs again after ``close``."""
+        self.closing = False
+
+    def close(self) -> None:
+        """Shutting down: no more jobs, no retries; end what runs."""
+        self.closing = True
+        self._stop_job()
+        with contextlib.suppress(Exception):
+            if self._lock.acquire(timeout=POLL_SECONDS * 5):
+                try:
+                    self.stop()
+                finally:
+                    self._lock.release()
+            elif self.process is not None:
+                self.process.kill()
+        if self._forker is not None:
+            self._forker.shutdown(wait=False)
+            self._forker = None
+
     def check(self) -> str | None:
         """None if the worker can take the next job, else why not (/health).
 
         A worker that died while idle is replaced here already, so the next
-        request does not find it dead. Never waits: a worker busy with a
-        job is one that is alive.
+        request does not find it dead; so is one that does not answer a
+        ping (stopped, or stuck). A worker busy with a job is not asked.
         """
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self.process is not None and not self.process.is_alive():
-                self._crashed("while idle")
-            if self.process is None:
-                with contextlib.suppress(Crashed):
+            deadline = Deadline(time.monotonic() + SILENT_SECONDS)
+            try:
+                if self.process is not None and not self.process.is_alive():
+                    self._crashed("while idle")
+                if self.process is None:
                     self.start()
-            return self.start_failure
+                if not self.ready:
+                    self._wait_until_ready(deadline)
+                self.connection.send(Ping())  # type: ignore[union-attr]
+                while deadline.left() > 0:
+                    if isinstance(self._receive(deadline.at), Pong):
+                        return None
+            except (WorkerStopped, OSError) as error:
+                return (
+                    self.start_failure or str(error) or "the calculation worker ended"
+                )
+            logger.warning(
+                "the calculation worker did not answer a ping within %d s (stopped, "
+                "or stuck); a fresh one takes over",
+                SILENT_SECONDS,
+                extra={"worker_event": "silent", "worker_pid": self.pid},
+            )
+            with contextlib.suppress(WorkerStopped):
+                self.start()
+            return "the calculation worker stopped answering; a fresh one was started"
         finally:
             self._lock.release()
 
-    def _crashed(self, when: str) -> Crashed:
+    def _crashed(self, when: str) -> WorkerCrashed:
         """Reap a worker that ended on its own, say so, and the error to raise."""
         assert self.process is not None
         self.process.join(timeout=5)
@@ -345,48 +517,4 @@ class Worker:
             },
         )
         self.stop()
-        return Crashed(f"the calculation worker ended unexpectedly ({ended})")
-
-    def wait(self, deadline: float, during: str = "during a job"):
-        """The next message from the worker, watching time and memory;
-        ``during`` says what it was doing, for the log if it dies."""
-        assert self.process is not None and self.connection is not None
-        while True:
-            if self.connection.poll(
-                max(0.0, min(POLL_SECONDS, deadline - time.monotonic()))
-            ):
-                try:
-                    return self.connection.recv()
-                except (EOFError, OSError):  # closed, or reset by the kill
-                    # Raised outside this block, so the new error does not
-                    # keep this one (and the pipe's buffers in its frames)
-                    # as its context: the garbage collector can free such
-                    # a cycle in an order that crashes the interpreter.
-                    pass
-                raise self._crashed(during)
-            if not self.process.is_alive():
-                raise self._crashed(during)
-            used = self.container_memory_mb()
-            if used is not None and used > self.memory_limit_mb:
-                logger.warning(
-                    "stopping the calculation: %.0f MB in use, over MEMORY_LIMIT_MB=%g",
-                    used,
-                    self.memory_limit_mb,
-                    extra={
-                        "worker_event": "memory_stop",
-                        "memory_mb": round(used),
-                        "worker_pid": self.pid,
-                    },
-                )
-                self.stop()
-                raise OutOfMemory(f"{used:.0f} MB in use")
-            if time.monotonic() >= deadline:
-                self.stop()
-                raise TimedOut
-
-    def container_memory_mb(self) -> float | None:
-        """Memory of this process and the worker together, or None if unknown."""
-        pids = [os.getpid()] + ([self.process.pid] if self.process is not None else [])
-        readings = [memory_mb(pid) for pid in pids if pid is not None]
-        known = [reading for reading in readings if reading is not None]
-        return sum(known) if len(known) == len(pids) else None
+        return WorkerCrashed(f"the calculation worker ended unexpectedly ({ended})")

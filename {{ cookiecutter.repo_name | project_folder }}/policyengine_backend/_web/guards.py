@@ -1,0 +1,117 @@
+"""Guards against the two ways a route can stall the whole server.
+
+A server process answers every request on one event loop. Model work in a
+route (a ``Simulation`` built there, however its package was imported) runs
+in the server, past every deadline and memory limit; blocking code in an
+``async def`` route (``time.sleep``, heavy numpy, a file read) holds the
+loop. Either way ``/health`` and every other request wait behind it.
+
+- ``refuse_simulations_in_the_server``: once the server is warm, a
+  ``Simulation`` built while it answers a request is refused: a 500 naming
+  the route and pointing to ``worker_endpoint``, wherever it happens. The
+  worker's processes (forks, with other pids) build them as usual.
+- ``LoopWatch``: a thread that asks the loop to run a no-op every so often;
+  if the loop does not get to it within ``LOOP_STALL_WARNING_SECONDS``, it
+  logs a WARNING naming the request that held it. `make lint` refuses the
+  common blocking calls in ``async def`` (ruff's ASYNC rules); this catches
+  the rest at run time.
+"""
+
+import asyncio
+import functools
+import logging
+import os
+import sys
+import threading
+import time
+
+from policyengine_backend._errors import Bug
+from policyengine_backend._logs import current_route
+
+logger = logging.getLogger(__name__)
+
+
+def refuse_simulations_in_the_server() -> None:
+    """From now on, a Simulation built in this process while it answers a
+    request raises ``Bug``. Idempotent."""
+    from policyengine_core.simulations import Simulation
+
+    if getattr(Simulation.__init__, "_refused_in", None) is not None:
+        return
+    server = os.getpid()
+    build = Simulation.__init__
+
+    # Wrapped, so inspect.signature sees the original's parameters
+    # (policyengine-us binds arguments to it by name).
+    @functools.wraps(build)
+    def __init__(self, *args, **kwargs):
+        route = current_route()
+        if route is not None and os.getpid() == server:
+            raise Bug(
+                f"{route} built a policyengine Simulation in the server process, "
+                "where it would run past every deadline and memory limit and stall "
+                "every other request: do model work in a worker function "
+                "(policyengine_backend.worker_endpoint; README, 'Add your own endpoint')"
+            )
+        build(self, *args, **kwargs)
+
+    __init__._refused_in = server  # type: ignore[attr-defined]
+    Simulation.__init__ = __init__  # type: ignore[method-assign]
+
+
+class LoopWatch:
+    """Logs a WARNING when the event loop is held longer than ``threshold``
+    seconds, naming the request whose code held it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float):
+        self.loop = loop
+        self.threshold = threshold
+        self._stopped = threading.Event()
+        self._loop_thread: int | None = None
+        self._thread = threading.Thread(
+            target=self._watch, name="loop-watch", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self.threshold / 2):
+            answered = threading.Event()
+            sent = time.monotonic()
+            try:
+                self.loop.call_soon_threadsafe(self._answer, answered)
+            except RuntimeError:  # the loop has closed
+                return
+            if answered.wait(self.threshold):
+                continue
+            route = self._holding_route()
+            while not answered.wait(0.1) and not self._stopped.is_set():
+                pass
+            held = time.monotonic() - sent
+            logger.warning(
+                "the event loop was held for %.1f s by %s: blocking code in an async "
+                "def route stalls every request (make it a def route, or use "
+                "asyncio.to_thread; README, 'Add your own endpoint')",
+                held,
+                route or "code outside any request",
+                extra={"loop_held_seconds": round(held, 1), "route": route},
+            )
+
+    def _answer(self, answered: threading.Event) -> None:
+        self._loop_thread = threading.get_ident()
+        answered.set()
+
+    def _holding_route(self) -> str | None:
+        """The request whose code the loop's thread is running now: found in
+        the stack, in the access log middleware's frame (its ``scope``)."""
+        frame = sys._current_frames().get(self._loop_thread or -1)
+        while frame is not None:
+            scope = frame.f_locals.get("scope")
+            if isinstance(scope, dict) and scope.get("type") == "http":
+                return f"{scope.get('method')} {scope.get('path')}"
+            frame = frame.f_back
+        return None
