@@ -89,25 +89,25 @@ _request_fields: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
     "request_fields", default=None
 )
 # "POST /calculate": the request being served, for messages that name it.
-_request_route: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+ROUTE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_route", default=None
 )
 
 
 def start_request(fields: dict, route: str) -> tuple:
     """Collect the current request's fields (see ``note``) into ``fields``."""
-    return _request_fields.set(fields), _request_route.set(route)
+    return _request_fields.set(fields), ROUTE.set(route)
 
 
 def end_request(tokens: tuple) -> None:
     fields, route = tokens
     _request_fields.reset(fields)
-    _request_route.reset(route)
+    ROUTE.reset(route)
 
 
 def current_route() -> str | None:
     """The request being served in this context ("POST /x"), if any."""
-    return _request_route.get()
+    return ROUTE.get()
 
 
 def note(**fields) -> None:

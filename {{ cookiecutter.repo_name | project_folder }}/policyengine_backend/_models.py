@@ -224,8 +224,9 @@ class ErrorResponse(Answer):
 
 
 class HealthResponse(Answer):
-    # "unavailable": loaded, but no calculation can run (``message`` says why).
-    status: Literal["ok", "starting", "unavailable"]
+    # "unavailable": loaded, but no calculation can run; "degraded": the
+    # last calculations all failed (``message`` says why, in both).
+    status: Literal["ok", "starting", "unavailable", "degraded"]
     message: str | None = None
     country: str
     package: str

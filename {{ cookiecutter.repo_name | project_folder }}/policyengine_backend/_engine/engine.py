@@ -97,9 +97,7 @@ class Engine:
             code_version=registered,
             warmed_years=lambda: years_of({"household": EXAMPLE_HOUSEHOLD}),
         )
-        self.scheduler = Scheduler(
-            self.worker, settings.memory_per_year_mb, settings.memory_limit_mb
-        )
+        self.scheduler = Scheduler(self.worker)
         self.answers = Answers(settings.result_cache_mb * MB)
         # Policies policyengine could not build, with the 400 they got:
         # refused at once next time, not after another full build.

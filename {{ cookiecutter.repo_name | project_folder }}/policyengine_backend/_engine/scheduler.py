@@ -51,12 +51,8 @@ class TimeLimit:
 
 
 class Scheduler:
-    def __init__(
-        self, worker: Worker, memory_per_year_mb: float, memory_limit_mb: float
-    ):
+    def __init__(self, worker: Worker):
         self.worker = worker
-        self.memory_per_year_mb = memory_per_year_mb
-        self.memory_limit_mb = memory_limit_mb
         self.failures_in_a_row = 0
         self.closing = False
         self._queue: asyncio.Lock | None = None
@@ -100,7 +96,7 @@ class Scheduler:
             raise Problem(
                 where,
                 "the calculation needed more memory than the backend allows "
-                f"(MEMORY_LIMIT_MB={self.memory_limit_mb:g}, {error}); "
+                f"(MEMORY_LIMIT_MB={self.worker.limit_mb:g}, {error}); "
                 "ask for fewer periods, people, axis points or values",
                 status=422,
             ) from None
@@ -118,7 +114,9 @@ class Scheduler:
         """Run the job in a thread; if the request goes (cancelled), the job
         is stopped and the thread waited for, so the queue stays in order."""
         running = asyncio.ensure_future(
-            asyncio.to_thread(self.worker.run, job, deadline, self.memory_per_year_mb)
+            asyncio.to_thread(
+                self.worker.run, job, deadline, self.worker.settings.memory_per_year_mb
+            )
         )
         try:
             return await asyncio.shield(running)

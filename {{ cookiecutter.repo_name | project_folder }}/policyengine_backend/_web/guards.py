@@ -21,12 +21,11 @@ import asyncio
 import functools
 import logging
 import os
-import sys
 import threading
 import time
 
 from policyengine_backend._errors import Bug
-from policyengine_backend._logs import current_route
+from policyengine_backend._logs import ROUTE, current_route
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +66,6 @@ class LoopWatch:
         self.loop = loop
         self.threshold = threshold
         self._stopped = threading.Event()
-        self._loop_thread: int | None = None
         self._thread = threading.Thread(
             target=self._watch, name="loop-watch", daemon=True
         )
@@ -102,16 +100,11 @@ class LoopWatch:
             )
 
     def _answer(self, answered: threading.Event) -> None:
-        self._loop_thread = threading.get_ident()
         answered.set()
 
     def _holding_route(self) -> str | None:
-        """The request whose code the loop's thread is running now: found in
-        the stack, in the access log middleware's frame (its ``scope``)."""
-        frame = sys._current_frames().get(self._loop_thread or -1)
-        while frame is not None:
-            scope = frame.f_locals.get("scope")
-            if isinstance(scope, dict) and scope.get("type") == "http":
-                return f"{scope.get('method')} {scope.get('path')}"
-            frame = frame.f_back
-        return None
+        """The request whose code the loop is running now: the running
+        task's own context says. (Not read from the loop thread's frames:
+        reading a running frame's locals from another thread can crash.)"""
+        task = asyncio.current_task(self.loop)
+        return None if task is None else task.get_context().get(ROUTE)

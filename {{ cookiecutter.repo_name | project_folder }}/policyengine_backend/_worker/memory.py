@@ -213,6 +213,7 @@ class Watch:
     source: Source
     limit_mb: float
     budget: float = BUDGET
+    longest_gap: float = LONGEST_GAP_SECONDS
     proc: Path = Path("/proc")
     last_mb: float | None = None
     _last_at: float = field(default=0.0, init=False)
@@ -225,7 +226,7 @@ class Watch:
         self.last_mb = self.source.read_mb(pids)
         cost = time.thread_time() - started_cpu
         self._last_at = started
-        self._gap = min(LONGEST_GAP_SECONDS, cost / self.budget)
+        self._gap = min(self.longest_gap, cost / self.budget)
         if not self.source.cheap:
             self._resident_at_last = resident_mb(pids, self.proc)
         return self.last_mb

@@ -72,6 +72,9 @@ POLL_SECONDS = 0.2
 # An idle worker answers a ping, or says it is ready, in milliseconds; one
 # silent this long is stopped or stuck, and is replaced.
 SILENT_SECONDS = 5
+# A worker holding this share of the memory limit more than when it was
+# fresh gives a job that ran out of memory a second try in a fresh one.
+HOLDS_MUCH = 0.1
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +144,7 @@ class Worker:
         self.ready = False
         self.years: set[str] = set()  # the years this worker has warmed
         self.jobs_done = 0  # by the current worker process
+        self.fresh_mb = None
         self.job_pid: int | None = None  # the running job's own process
         # Why no worker could be started, while that lasts (for /health).
         self.start_failure: str | None = None
@@ -196,14 +200,13 @@ class Worker:
             if self.closing or job.id in self._cancelled:
                 raise JobCancelled
             started = time.monotonic()
-            fresh = self.process is None or self.jobs_done == 0
             try:
                 return self._run_once(job, deadline, growth_per_year_mb)
             except JobOutOfMemory as error:
-                if fresh:
+                if not self._holds_much():
                     raise  # too big for any worker
                 stopped: WorkerStopped = error.with_traceback(None)
-                self.stop()  # full of what earlier jobs left: a fresh one
+                self.stop()  # full of what it prepared: a fresh one
             except WorkerCrashed as error:
                 stopped = error.with_traceback(None)  # no frames kept alive
             if self.closing or job.id in self._cancelled:
@@ -225,10 +228,8 @@ class Worker:
         new_years = [year for year in job.years if year not in self.years]
         self.prepare(deadline, growth_per_year_mb * max(1, len(new_years)))
         assert self.connection is not None
-        try:
-            self.connection.send(job)
-        except OSError:  # it died since prepare looked
-            raise self._crashed("before its job") from None
+        if not self._send(job):  # it died since prepare looked
+            raise self._crashed("before its job")
         self.ready = False
         self.years.update(job.years)
         try:
@@ -267,6 +268,14 @@ class Worker:
                 self._stop_job()
                 raise JobTimedOut
 
+    def _holds_much(self) -> bool:
+        """Whether the worker holds much more than it did when fresh (years
+        and policies it prepared): a fresh one would give a job more room."""
+        used = self.memory_mb()
+        if used is None or self.fresh_mb is None:
+            return False
+        return used - self.fresh_mb > HOLDS_MUCH * self.limit_mb
+
     def _ended(self, job: Job, exitcode: int) -> Reply:
         """The job's process ended without a reply. Killed from outside
         (SIGKILL: the kernel's out-of-memory killer, an operator), it is
@@ -303,6 +312,8 @@ class Worker:
             self.start()
         if not self.ready:
             self._wait_until_ready(deadline)
+        if self.fresh_mb is None:
+            self.fresh_mb = self.memory_mb()
         if self.started_with != self.code_version():
             self.restart(deadline, "code registered since it started")
             return
@@ -344,6 +355,21 @@ class Worker:
                 extra={"worker_event": "silent", "worker_pid": self.pid},
             )
         raise WorkerCrashed("no calculation worker could start")
+
+    def _send(self, message: object) -> bool:
+        """Send to the worker; False if the pipe is broken (it died).
+
+        The error is dropped here, not raised from: an error raised in its
+        handler keeps it (and the pipe's buffers in its frames) as context,
+        and the garbage collector can free such a cycle in an order that
+        crashes the interpreter.
+        """
+        assert self.connection is not None
+        try:
+            self.connection.send(message)
+        except OSError:  # BrokenPipeError
+            return False
+        return True
 
     def _receive(self, until: float) -> object | None:
         """The worker's next message, or None at ``until``; WorkerCrashed
@@ -395,6 +421,7 @@ class Worker:
         self.ready = False
         self.years = set(self.warmed_years())
         self.jobs_done = 0
+        self.fresh_mb: float | None = None  # the container's memory then
 
     def _forking_thread(self) -> ThreadPoolExecutor:
         """Forks come from one thread, which lives as long as the server:
@@ -472,22 +499,18 @@ class Worker:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            deadline = Deadline(time.monotonic() + SILENT_SECONDS)
-            try:
-                if self.process is not None and not self.process.is_alive():
-                    self._crashed("while idle")
-                if self.process is None:
-                    self.start()
-                if not self.ready:
-                    self._wait_until_ready(deadline)
-                self.connection.send(Ping())  # type: ignore[union-attr]
-                while deadline.left() > 0:
-                    if isinstance(self._receive(deadline.at), Pong):
+            for attempt in range(2):
+                try:
+                    if self._answers_a_ping():
                         return None
-            except (WorkerStopped, OSError) as error:
-                return (
-                    self.start_failure or str(error) or "the calculation worker ended"
-                )
+                    break  # silent: below
+                except WorkerCrashed as error:  # died: a fresh one, once
+                    if attempt or self.start_failure:
+                        return self.start_failure or str(error)
+                except JobTimedOut:
+                    break  # silent: below
+                except OSError as error:
+                    return self.start_failure or str(error)
             logger.warning(
                 "the calculation worker did not answer a ping within %d s (stopped, "
                 "or stuck); a fresh one takes over",
@@ -499,6 +522,22 @@ class Worker:
             return "the calculation worker stopped answering; a fresh one was started"
         finally:
             self._lock.release()
+
+    def _answers_a_ping(self) -> bool:
+        """Start a worker if there is none, and ask it whether it is there."""
+        deadline = Deadline(time.monotonic() + SILENT_SECONDS)
+        if self.process is not None and not self.process.is_alive():
+            self._crashed("while idle")
+        if self.process is None:
+            self.start()
+        if not self.ready:
+            self._wait_until_ready(deadline)
+        if not self._send(Ping()):
+            raise self._crashed("while idle")
+        while deadline.left() > 0:
+            if isinstance(self._receive(deadline.at), Pong):
+                return True
+        return False
 
     def _crashed(self, when: str) -> WorkerCrashed:
         """Reap a worker that ended on its own, say so, and the error to raise."""

@@ -14,7 +14,7 @@ from policyengine_backend import create_app
 from policyengine_backend._settings import COUNTRY
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECTION = (ROOT / "README.md").read_text().split("## Add your own endpoint")[1]
 SECTION = SECTION.split("\n## ")[0]
 ROUTE_MODULE, INCLUDE = re.findall(r"```python\n(.*?)```", SECTION, re.S)

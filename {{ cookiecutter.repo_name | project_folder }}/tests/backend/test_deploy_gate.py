@@ -12,7 +12,7 @@ import pytest
 from scripts import deploy_gate
 from scripts.deploy_gate import GateFailed
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 GOOD_INFO = "Token: ak-xxx\nWorkspace: policyengine (ac-123)\nUser: someone (us-1)\n"
 
 

@@ -19,10 +19,10 @@ import pytest
 
 from policyengine_backend import _dev as dev
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
-from tests.conftest import free_port
+from policyengine_backend.testing import free_port
 from tests.test_own_endpoint import INCLUDE, ROUTE_MODULE
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def with_readme_include(routes: str) -> str:

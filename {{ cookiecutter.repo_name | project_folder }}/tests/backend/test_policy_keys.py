@@ -9,7 +9,7 @@ another policy. And one parameter can be spelled two ways (``[0]`` and
 import pytest
 
 from policyengine_backend._model.policy import canonical_path, policy_key
-from tests.conftest import assert_same_values
+from policyengine_backend.testing import assert_same_values
 {% if cookiecutter.country == "us" %}
 HOUSEHOLD = {
     "people": {"you": {"age": {"2026": 40}, "employment_income": {"2026": 40_000}}},

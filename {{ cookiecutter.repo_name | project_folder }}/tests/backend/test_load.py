@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from tests.conftest import free_port
+from policyengine_backend.testing import free_port
 
 REQUESTS = int(os.environ.get("LOAD_REQUESTS", "10"))
 PARAMETER, PERIODS = next(iter(EXAMPLE_POLICY.items()))

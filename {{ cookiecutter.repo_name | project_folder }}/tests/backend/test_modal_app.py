@@ -16,7 +16,7 @@ from modal._utils.async_utils import synchronizer
 
 from policyengine_backend._settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_app_is_named_after_the_repository(modal_app):

@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from tests.conftest import assert_same_values
+from policyengine_backend.testing import assert_same_values
 
 
 def test_example_household_matches_policyengine(client, reference):

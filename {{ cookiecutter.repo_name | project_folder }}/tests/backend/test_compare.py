@@ -7,7 +7,7 @@ import pytest
 from policyengine_backend._model.comparison import difference
 from policyengine_backend._model.household import requested_values
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from tests.conftest import assert_same_values
+from policyengine_backend.testing import assert_same_values
 
 # An input the model also computes, whose values are names, not numbers.
 ENUM_VARIABLE = "{{ 'state_code' if cookiecutter.country == 'us' else 'region' }}"

@@ -3,7 +3,7 @@
 import pytest
 
 from policyengine_backend._model.household import requested_values
-from tests.conftest import finished
+from policyengine_backend.testing import finished
 
 # The backend's own endpoints; the project's routers add theirs.
 BUILT_IN = {

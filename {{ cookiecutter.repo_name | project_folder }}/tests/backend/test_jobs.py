@@ -15,7 +15,7 @@ from policyengine_backend._engine.engine import Engine
 from policyengine_backend._jobs.local import LocalJobs, TooManyJobs, UnknownJob
 from policyengine_backend._settings import Settings
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
-from tests.conftest import assert_same_values, finished
+from policyengine_backend.testing import assert_same_values, finished
 
 
 def household_with_income(income: int) -> dict:

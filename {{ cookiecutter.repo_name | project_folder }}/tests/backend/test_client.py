@@ -27,9 +27,9 @@ from policyengine_backend.examples import (
     EXAMPLE_VARIABLE,
 )
 from scripts import client as client_files
-from tests.conftest import finished
+from policyengine_backend.testing import finished
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "client"
 TSC = CLIENT / "node_modules" / ".bin" / "tsc"
 

@@ -17,7 +17,7 @@ import pytest
 
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The README and the docs it links to, read as one text.
 README = "\n".join(
     path.read_text()

@@ -28,11 +28,11 @@ import pytest
 
 from policyengine_backend._settings import get_settings
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from tests.conftest import free_port
+from policyengine_backend.testing import free_port
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "client"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # Local frontends' ports that the API allows by default (policyengine_backend/_settings.py).
