@@ -29,8 +29,6 @@ def app_name_in(modal_app: Path) -> str | None:
     return None
 
 
-# What a Makefile variable or shell word may hold: the app name goes into both.
-APP_NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 # Template syntax or a placeholder that rendering should have replaced.
 # "\{[#%{]" is the opening of any Jinja tag, written so that this file (which
 # Jinja renders too) holds none.
@@ -40,8 +38,9 @@ LEFT_OVER = re.compile(r"\{[#%{]|cookiecutter\.|__[A-Z_]+__")
 def check_makefile(project: Path, repo_name: str) -> list[str]:
     """Problems with the rendered Makefile: its gate is only as safe as APP.
 
-    The pre-generation hook already refused any repo_name that is not
-    kebab-case; this checks what was rendered from it.
+    Which names are safe is the pre-generation hook's to say (it refused any
+    other before anything was rendered); this checks that the Makefile holds
+    that name, once, and nothing left unrendered.
     """
     path = project / "Makefile"
     if not path.is_file():
@@ -49,7 +48,7 @@ def check_makefile(project: Path, repo_name: str) -> list[str]:
     text = path.read_text()
     problems = []
     apps = re.findall(r"^override APP := (.*)$", text, re.MULTILINE)
-    if apps != [repo_name] or not APP_NAME_PATTERN.fullmatch(repo_name):
+    if apps != [repo_name]:
         problems.append(
             f"Makefile sets APP to {apps!r}; it must be the kebab-case "
             f"repository name {repo_name!r}, once"

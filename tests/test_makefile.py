@@ -45,14 +45,15 @@ def test_rendered_makefile_is_the_template_with_the_app_name(makefile, project):
 def test_makefile_rejects_unsafe_app_names(pre_gen, post_gen, project_copy, name):
     # The pre-gen hook refuses the name before anything is rendered...
     assert pre_gen.check_repo_name(name)
-    # ...and the post-gen hook refuses a Makefile whose APP is that name.
+    # ...and the post-gen hook refuses a Makefile whose APP is not the name
+    # the project was rendered with.
     makefile = project_copy / "Makefile"
     makefile.write_text(
         makefile.read_text().replace(
             f"override APP := {project_copy.name}\n", f"override APP := {name}\n"
         )
     )
-    assert post_gen.check_makefile(project_copy, name)
+    assert post_gen.check_makefile(project_copy, project_copy.name)
 
 
 def test_post_gen_refuses_a_makefile_left_unrendered(post_gen, project_copy):

@@ -75,6 +75,15 @@ class NotFound(BackendError):
     status = 404
 
 
+class HTTPError(BackendError):
+    """An error the web framework found (an unknown path: 404; a method the
+    path does not take: 405), with the status it gave."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 class BodyTimeout(BackendError):
     status = 408
 

@@ -122,6 +122,13 @@ class CompareRequest(BaseModel):
     )
 
 
+class Envelope(Answer):
+    """Every answer's shape: ``{"status": "ok", "message": null, "result": ...}``."""
+
+    status: Literal["ok"] = "ok"
+    message: str | None = None
+
+
 class Comparison(BaseModel):
     baseline: dict[str, Any] = Field(description="The household under current law.")
     reform: dict[str, Any] = Field(description="The household under the policy.")
@@ -131,9 +138,7 @@ class Comparison(BaseModel):
     )
 
 
-class CompareResponse(Answer):
-    status: Literal["ok"] = "ok"
-    message: str | None = None
+class CompareResponse(Envelope):
     result: Comparison
 
 
@@ -186,9 +191,7 @@ class ParameterInfo(BaseModel):
     )
 
 
-class ParameterResponse(Answer):
-    status: Literal["ok"] = "ok"
-    message: str | None = None
+class ParameterResponse(Envelope):
     result: ParameterInfo
 
 
@@ -210,9 +213,7 @@ class VariableInfo(BaseModel):
     )
 
 
-class VariableResponse(Answer):
-    status: Literal["ok"] = "ok"
-    message: str | None = None
+class VariableResponse(Envelope):
     result: VariableInfo
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from policyengine_backend._settings import COUNTRY
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
-from tests.conftest import assert_same_values, finished
+from policyengine_backend.testing import assert_same_values, finished
 
 POLICIES = {
     "current law": None,

@@ -313,9 +313,8 @@ class Engine:
     ) -> str:
         """The policy's key, once the request is within the limits (else a
         422) and the model knows everything it names (else a 400)."""
-        key = policy_key(policy)
         if household is None and not policy:
-            return key  # nothing of the model's to check
+            return policy_key(None)  # nothing of the model's to check
         note(axis_points=axis_points(household or {}))
         with tracer.start_as_current_span("check request"):
             if errors := check_limits(household or {}, policy, self.settings):
@@ -324,6 +323,7 @@ class Engine:
                 deadline or self.time_limit().deadline(time.monotonic())
             )
             await asyncio.to_thread(self._check, household, policy)
+            key = policy_key(policy)  # its paths are known good now
             if policy and (failed := self.failed_policies.get(key)):
                 status, errors = json.loads(failed)
                 raise Problem.of(errors, status)

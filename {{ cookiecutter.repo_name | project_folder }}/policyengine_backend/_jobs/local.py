@@ -52,6 +52,10 @@ class Jobs(Protocol):
         """The finished job's body, or None while it runs. Raises NotFound."""
         ...
 
+    def close(self) -> None:
+        """The server is stopping."""
+        ...
+
 
 class LocalJobs:
     def __init__(self, engine):

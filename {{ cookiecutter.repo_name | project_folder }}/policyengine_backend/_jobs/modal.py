@@ -24,7 +24,12 @@ import time
 import uuid
 from typing import Any
 
-from policyengine_backend._errors import BackendError, Bug, CalculationTimeout
+from policyengine_backend._errors import (
+    BackendError,
+    Bug,
+    CalculationTimeout,
+    Unavailable,
+)
 from policyengine_backend._jobs.local import too_many, unknown_job
 from policyengine_backend._jobs.run import failed, run
 from policyengine_backend._settings import APP_NAME
@@ -119,9 +124,10 @@ class ModalJobs:
         await self.pending.put.aio(slot, self.clock())
         try:
             call = await self.function.spawn.aio({**request, "slot": slot})
-        except BaseException:
+        except Exception:
             await self.pending.pop.aio(slot, None)
-            raise
+            logger.exception("could not start a job on Modal")
+            raise Unavailable("the job could not be started; send it again") from None
         await self.issued.put.aio(call.object_id, job_mark())
         return call.object_id
 
@@ -137,6 +143,9 @@ class ModalJobs:
         for slot in expired:
             await self.pending.pop.aio(slot, None)
         return count
+
+    def close(self) -> None:
+        """Nothing to end here: jobs run, and are kept, in Modal."""
 
     async def answer(self, job_id: str) -> bytes | None:
         import modal

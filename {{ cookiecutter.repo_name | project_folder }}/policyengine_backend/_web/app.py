@@ -55,13 +55,13 @@ def shutting_down_on_sigterm(engine: Engine):
 
     try:
         signal.signal(signal.SIGTERM, handle)
+        installed = True
     except ValueError:  # not the main thread
-        yield
-        return
+        installed = False
     try:
         yield
     finally:
-        with contextlib.suppress(ValueError):
+        if installed:
             signal.signal(signal.SIGTERM, previous)
 
 

@@ -16,7 +16,7 @@ a result that does not match ``result_model`` is a 500, never served.
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, Response
@@ -27,7 +27,7 @@ from policyengine_backend._engine.engine import Engine
 from policyengine_backend._engine.scheduler import TimeLimit
 from policyengine_backend._jobs.run import COMPOSED
 from policyengine_backend._model.functions import WorkerFunction, register
-from policyengine_backend._models import Answer, Household, JobAccepted
+from policyengine_backend._models import Envelope, Household, JobAccepted
 from policyengine_backend._web.responses import CALCULATION_ERRORS, SUBMIT_ERRORS
 
 
@@ -40,13 +40,6 @@ def request_body(request: BaseModel) -> dict:
         if isinstance(value, Household):
             body[field] = value.model_dump(exclude_unset=True)
     return body
-
-
-class Envelope(Answer):
-    """Every answer's shape: ``{"status": "ok", "message": null, "result": ...}``."""
-
-    status: Literal["ok"] = "ok"
-    message: str | None = None
 
 
 def envelope(result_model: Any, name: str) -> type[BaseModel]:

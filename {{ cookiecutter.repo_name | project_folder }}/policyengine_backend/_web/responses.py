@@ -19,6 +19,7 @@ from policyengine_backend import _logs as logs
 from policyengine_backend._errors import (
     STATUS,
     BackendError,
+    HTTPError,
     Problem,
     answer,
     field_error,
@@ -80,9 +81,9 @@ def field_location(location: tuple) -> tuple:
 
 async def http_error(request: Request, error: StarletteHTTPException):
     # Keep the headers: a 405 must say which methods are allowed (Allow).
-    failure = BackendError(str(error.detail))
-    failure.status = error.status_code
-    return error_response(failure, headers=error.headers)
+    return error_response(
+        HTTPError(error.status_code, str(error.detail)), error.headers
+    )
 
 
 async def unexpected_error(request: Request, error: Exception):

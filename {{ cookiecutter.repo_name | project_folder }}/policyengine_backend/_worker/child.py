@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import signal
 import stat
 import time
@@ -60,6 +61,8 @@ from policyengine_backend._worker.messages import (
 
 # The model's messages can be long; the client gets the start.
 MESSAGE_LIMIT = 300
+# What policyengine-core's Simulation.calculate says of a name it lacks.
+UNKNOWN_VARIABLE = re.compile(r"Variable (\S+) does not exist\.")
 PR_SET_PDEATHSIG = 1
 
 logger = logging.getLogger(__name__)
@@ -325,11 +328,7 @@ def model_problem(error: Exception, body: dict) -> list[dict] | None:
     told (an unknown variable, a year it has no parameters for), else for
     the request as a whole. None for an error raised outside policyengine:
     that is the function's bug."""
-    from policyengine_core.errors import (
-        ParameterNotFoundError,
-        SituationParsingError,
-        VariableNotFoundError,
-    )
+    from policyengine_core.errors import ParameterNotFoundError, SituationParsingError
 
     if isinstance(error, SituationParsingError):
         return list(
@@ -338,9 +337,9 @@ def model_problem(error: Exception, body: dict) -> list[dict] | None:
     if not raised_by_the_model(error):
         return None
     candidates: list[tuple] = []
-    if isinstance(error, VariableNotFoundError):
-        candidates = locate(body, error.variable_name)
-        message = f"unknown variable {error.variable_name!r}"
+    if name := unknown_variable(error):
+        candidates = locate(body, name)
+        message = f"unknown variable {name!r}"
     elif isinstance(error, ParameterNotFoundError):
         year = error.instant_str[:4]
         candidates = locate(body, int(year)) + locate(body, year)
@@ -349,6 +348,16 @@ def model_problem(error: Exception, body: dict) -> list[dict] | None:
         message = f"the model could not calculate this: {short(f'{type(error).__name__}: {error}')}"
     where = candidates[0] if len(candidates) == 1 else ()
     return [field_error(where, message)]
+
+
+def unknown_variable(error: Exception) -> str | None:
+    """The variable an error says the model does not have, if it says so."""
+    from policyengine_core.errors import VariableNotFoundError
+
+    if isinstance(error, VariableNotFoundError):
+        return error.variable_name
+    found = UNKNOWN_VARIABLE.match(str(error)) if isinstance(error, ValueError) else None
+    return found[1] if found else None
 
 
 def raised_by_the_model(error: Exception) -> bool:

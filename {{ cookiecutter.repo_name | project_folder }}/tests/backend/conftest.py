@@ -99,7 +99,9 @@ def household_with(person: str | None = None, earnings: int = 40_000) -> dict:
     return household
 
 
-async def calculate(engine: Engine, household: dict, policy: dict | None = None) -> bytes:
+async def calculate(
+    engine: Engine, household: dict, policy: dict | None = None
+) -> bytes:
     """The engine's answer to a /calculate request."""
     return await engine.call("calculate", {"household": household, "policy": policy})
 

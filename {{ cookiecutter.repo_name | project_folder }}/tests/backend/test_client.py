@@ -26,8 +26,8 @@ from policyengine_backend.examples import (
     EXAMPLE_POLICY,
     EXAMPLE_VARIABLE,
 )
-from scripts import client as client_files
 from policyengine_backend.testing import finished
+from scripts import client as client_files
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "client"

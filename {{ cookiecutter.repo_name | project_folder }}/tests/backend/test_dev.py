@@ -20,18 +20,9 @@ import pytest
 from policyengine_backend import _dev as dev
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
 from policyengine_backend.testing import free_port
-from tests.test_own_endpoint import INCLUDE, ROUTE_MODULE
+from tests.backend.readme_steps import ROUTE_MODULE, with_readme_include
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def with_readme_include(routes: str) -> str:
-    """api/routes/__init__.py after the README's step 2."""
-    imports, routers = (line for line in INCLUDE.splitlines() if line)
-    routes = routes.replace("from api.routes import earnings_chart\n", imports + "\n")
-    old = "ROUTERS: list[APIRouter] = [earnings_chart.router]\n"
-    assert old in routes and imports in INCLUDE
-    return routes.replace(old, routers + "\n")
 
 
 class Child:

@@ -95,7 +95,9 @@ def test_limits_are_checked_before_waiting_for_the_worker(make_engine, moments):
     assert still_running
 
 
-def test_a_request_over_the_memory_limit_answers_422_at_its_household(make_engine, moments):
+def test_a_request_over_the_memory_limit_answers_422_at_its_household(
+    make_engine, moments
+):
     engine = make_engine()
     if engine.memory is None:
         pytest.skip("memory cannot be read here")
@@ -156,7 +158,9 @@ def test_a_calculation_nobody_waits_for_is_stopped(make_engine, moments):
         while not gone(job):
             await asyncio.sleep(0.01)
         # The worker takes the next request.
-        return alive_with_one_waiting, await calculate(engine, household_with(earnings=45_000))
+        return alive_with_one_waiting, await calculate(
+            engine, household_with(earnings=45_000)
+        )
 
     alive_with_one_waiting, answer = asyncio.run(scenario())
     assert alive_with_one_waiting
@@ -175,7 +179,9 @@ def test_memory_stays_bounded_over_distinct_years(make_engine):
     years = ["2026", "2027", "2028"]
 
     def in_year(year: str) -> dict:
-        return json.loads(json.dumps(household_with(43_000)).replace('"2025"', f'"{year}"'))
+        return json.loads(
+            json.dumps(household_with(43_000)).replace('"2025"', f'"{year}"')
+        )
 
     async def scenario():
         await calculate(engine, household_with())

@@ -362,7 +362,7 @@ def test_method_not_allowed_says_which_methods_are(client):
 
 def test_a_body_that_does_not_arrive_in_time_is_408():
     """The body limit waits BODY_TIMEOUT_SECONDS at most for the whole body."""
-    from policyengine_backend._web.http import BodyLimits
+    from policyengine_backend._web.middleware import BodyLimits
 
     async def never_called(scope, receive, send):
         raise AssertionError("the app must not run")

@@ -111,7 +111,8 @@ def test_a_calculation_killed_every_time_answers_503_and_health_says_degraded(
     limit = engine.settings.degraded_after_failures
     for i in range(limit):
         response = client.post(
-            "/calculate", json={"household": household_with(KILLED, earnings=60_000 + i)}
+            "/calculate",
+            json={"household": household_with(KILLED, earnings=60_000 + i)},
         )
         assert response.status_code == 503
         assert "SIGKILL" in response.json()["message"]
@@ -144,14 +145,18 @@ def test_with_every_worker_killed_at_birth_calculations_and_health_say_503(
 
     engine.worker.stop()
     monkeypatch.setattr(child, "serve", lambda *args: os._exit(1))
-    response = client.post("/calculate", json={"household": household_with(earnings=49_000)})
+    response = client.post(
+        "/calculate", json={"household": household_with(earnings=49_000)}
+    )
     health = client.get("/health")
     monkeypatch.undo()
 
     assert response.status_code == 503
     assert "no calculation worker could start" in response.json()["message"]
     assert health.status_code == 503 and health.json()["status"] == "unavailable"
-    assert client.post("/calculate", json={"household": household_with(earnings=49_500)}).is_success
+    assert client.post(
+        "/calculate", json={"household": household_with(earnings=49_500)}
+    ).is_success
     assert client.get("/health").status_code == 200
 
 
@@ -165,7 +170,9 @@ def test_health_says_unavailable_when_no_worker_can_start(client, engine, monkey
 
     monkeypatch.setattr(Worker, "_fork", staticmethod(no_fork))
     health = client.get("/health")
-    response = client.post("/calculate", json={"household": household_with(earnings=48_000)})
+    response = client.post(
+        "/calculate", json={"household": household_with(earnings=48_000)}
+    )
     monkeypatch.undo()
 
     assert health.status_code == 503
@@ -180,7 +187,9 @@ def test_health_says_so_when_memory_cannot_be_read(client, engine, monkeypatch):
     health = client.get("/health")
     assert health.status_code == 503 and health.json()["status"] == "unavailable"
     assert "MEMORY_SOURCE=off" in health.json()["message"]
-    monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"memory_source": "off"}))
+    monkeypatch.setattr(
+        engine, "settings", engine.settings.model_copy(update={"memory_source": "off"})
+    )
     assert client.get("/health").status_code == 200
 
 
@@ -190,7 +199,9 @@ def test_a_request_during_warm_up_waits_no_longer_than_its_own_limit(monkeypatch
     from policyengine_backend._engine.engine import Engine
 
     engine = Engine(Settings(calculation_timeout_seconds=1))
-    monkeypatch.setattr(engine, "start_warm_up", lambda: None)  # a warm-up that never ends
+    monkeypatch.setattr(
+        engine, "start_warm_up", lambda: None
+    )  # a warm-up that never ends
     with pytest.raises(Unavailable, match="still starting"):
         asyncio.run(calculate(engine, household_with()))
 
@@ -271,7 +282,9 @@ def test_a_policy_policyengine_cannot_build_is_a_400_and_remembered(
         refusals = []
         for earnings in (50_000, 51_000):  # two households, one policy
             with pytest.raises(Problem) as refused:
-                await calculate(engine, household_with(earnings=earnings), EXAMPLE_POLICY)
+                await calculate(
+                    engine, household_with(earnings=earnings), EXAMPLE_POLICY
+                )
             refusals.append(refused.value)
         return refusals
 
@@ -324,15 +337,33 @@ def returns(value: Any, declared: Any = Any):
 RESULTS = {
     "/returns-nan": (float("nan"), float, "nan at result"),
     "/returns-infinity": ([1.0, float("inf")], list[float], "inf at result[1]"),
-    "/returns-numpy-array": ({"values": np.zeros(3)}, dict[str, Any], "a numpy ndarray at result.values"),
-    "/returns-float32": ({"x": [np.float32(1.5)]}, dict[str, Any], "a numpy float32 at result.x[0]"),
-    "/returns-a-function": ({"f": print}, dict[str, Any], "a builtin_function_or_method at result.f"),
-    "/returns-the-wrong-shape": ({"not": "a list"}, list[float], "does not match its result_model at result"),
+    "/returns-numpy-array": (
+        {"values": np.zeros(3)},
+        dict[str, Any],
+        "a numpy ndarray at result.values",
+    ),
+    "/returns-float32": (
+        {"x": [np.float32(1.5)]},
+        dict[str, Any],
+        "a numpy float32 at result.x[0]",
+    ),
+    "/returns-a-function": (
+        {"f": print},
+        dict[str, Any],
+        "a builtin_function_or_method at result.f",
+    ),
+    "/returns-the-wrong-shape": (
+        {"not": "a list"},
+        list[float],
+        "does not match its result_model at result",
+    ),
 }
 for path, (value, declared, _) in RESULTS.items():
     function = returns(value)
     function.__name__ = path.strip("/").replace("-", "_")
-    worker_endpoint(hostile, path, request_model=Anything, result_model=declared)(function)
+    worker_endpoint(hostile, path, request_model=Anything, result_model=declared)(
+        function
+    )
 
 
 @worker_endpoint(hostile, "/exits", request_model=Anything, result_model=str)
@@ -346,7 +377,9 @@ def hostile_client(client):
     session's engine and worker)."""
     from api.routes import ROUTERS
 
-    with TestClient(create_app("hostile", "hostile", [*ROUTERS, hostile])) as hostile_client:
+    with TestClient(
+        create_app("hostile", "hostile", [*ROUTERS, hostile])
+    ) as hostile_client:
         yield hostile_client
 
 
@@ -361,8 +394,12 @@ def test_a_function_that_edits_the_model_changes_no_later_answer(
         assert_same_values(response.json()["result"], reference(household))
 
 
-def test_a_function_that_patches_a_global_changes_no_later_answer(hostile_client, reference):
-    assert hostile_client.post("/patches-a-global", json={}).json()["result"] == "patched"
+def test_a_function_that_patches_a_global_changes_no_later_answer(
+    hostile_client, reference
+):
+    assert (
+        hostile_client.post("/patches-a-global", json={}).json()["result"] == "patched"
+    )
     household = household_with(earnings=53_000)
     response = hostile_client.post("/calculate", json={"household": household})
     assert_same_values(response.json()["result"], reference(household))
@@ -421,7 +458,9 @@ def test_a_worker_endpoint_past_its_limit_gets_504_while_health_answers(
     monkeypatch.setattr(engine, "settings", Settings(calculation_timeout_seconds=4))
     with TestClient(create_app("heavy", "heavy", [router])) as heavy_client:
         with ThreadPoolExecutor(1) as pool:
-            heavy = pool.submit(heavy_client.post, "/heavy-chart", json={"points": 1001})
+            heavy = pool.submit(
+                heavy_client.post, "/heavy-chart", json={"points": 1001}
+            )
             heavy_pid = moments.wait_until_started()
             health = heavy_client.get("/health")  # while the worker is busy
             response = heavy.result()

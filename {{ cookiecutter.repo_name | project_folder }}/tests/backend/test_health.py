@@ -22,14 +22,13 @@ def test_health_is_ok_once_warm(client):
 
 
 def test_health_says_starting_until_warm(monkeypatch):
-    import api.main
-    import policyengine_backend._web.routes
+    from api.routes import ROUTERS
+    from policyengine_backend import create_app
 
     cold = Engine(get_settings())
-    monkeypatch.setattr(cold, "warm_up", lambda: None)
-    monkeypatch.setattr(policyengine_backend._web.routes, "engine", cold)
+    monkeypatch.setattr(cold, "start_warm_up", lambda: None)  # never warm
 
-    with TestClient(api.main.app) as client:
+    with TestClient(create_app("t", "d", ROUTERS, engine=cold)) as client:
         response = client.get("/health")
 
     assert response.status_code == 503

@@ -12,7 +12,8 @@ import pytest
 
 import api.main  # noqa: F401 - registers the endpoints, and so their jobs
 from policyengine_backend._engine.engine import Engine
-from policyengine_backend._jobs.local import LocalJobs, TooManyJobs, UnknownJob
+from policyengine_backend._errors import NotFound, TooManyJobs
+from policyengine_backend._jobs.local import LocalJobs
 from policyengine_backend._settings import Settings
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
 from policyengine_backend.testing import assert_same_values, finished
@@ -31,7 +32,7 @@ def test_a_jobs_answer_is_what_calculate_answers(client, reference):
     household = household_with_income(41_234)
     body = {"household": household}
 
-    submitted = client.post("/jobs", json=body)
+    submitted = client.post("/jobs/calculate", json=body)
 
     assert submitted.status_code == 202, submitted.text
     accepted = submitted.json()
@@ -51,7 +52,7 @@ def test_a_failed_job_says_what_calculate_says(client):
     household["tax_units"]["tax_unit"]["income_tax"] = {"2001": None}
     body = {"household": household}
 
-    submitted = client.post("/jobs", json=body)
+    submitted = client.post("/jobs/calculate", json=body)
     direct = client.post("/calculate", json=body)
 
     assert submitted.status_code == 202, submitted.text
@@ -68,7 +69,7 @@ def test_a_bad_job_is_refused_at_once(client):
     household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
     household["people"]["parent"]["salary"] = {"2025": 1}
 
-    submitted = client.post("/jobs", json={"household": household})
+    submitted = client.post("/jobs/calculate", json={"household": household})
     direct = client.post("/calculate", json={"household": household})
 
     assert submitted.status_code == direct.status_code == 400
@@ -84,7 +85,7 @@ def test_limits_apply_to_jobs(client, engine):
         }
     )
 
-    submitted = client.post("/jobs", json={"household": household})
+    submitted = client.post("/jobs/calculate", json={"household": household})
 
     assert submitted.status_code == 422
     assert "MAX_PEOPLE" in submitted.json()["message"]
@@ -98,7 +99,9 @@ def test_a_job_has_its_own_time_limit(client, engine, monkeypatch):
         engine.settings.model_copy(update={"job_timeout_seconds": 1e-6}),
     )
 
-    submitted = client.post("/jobs", json={"household": household_with_income(41_999)})
+    submitted = client.post(
+        "/jobs/calculate", json={"household": household_with_income(41_999)}
+    )
 
     assert submitted.status_code == 202, submitted.text
     answer = finished(client, submitted.json()["job_id"])
@@ -160,7 +163,7 @@ def test_local_job_answers_are_bounded_in_bytes():
         for _ in range(100):
             await asyncio.sleep(0)
         # 1 MB keeps the newest three answers; the oldest are gone.
-        with pytest.raises(UnknownJob):
+        with pytest.raises(NotFound):
             await jobs.answer(ids[0])
         assert json.loads(await jobs.answer(ids[-1]))["result"]["n"] == 4
 

@@ -77,7 +77,7 @@ def test_concurrent_mixed_requests(server, engine):
             key = repr(body)
             if key not in expected:
                 expected[key] = client.post("/calculate", json=body).json()
-    engine.answers.clear()
+    engine.answers.cache.clear()
 
     async def load() -> tuple[list, list]:
         # One client thread (an event loop), so the load generator does not

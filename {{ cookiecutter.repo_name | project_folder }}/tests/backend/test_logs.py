@@ -17,17 +17,19 @@ from fastapi.testclient import TestClient
 
 import api.main
 import policyengine_backend._model.calculation
-import policyengine_backend._web.routes
 from policyengine_backend import _logs as logs
-from policyengine_backend._engine.engine import MODEL_VERSION, PACKAGE_VERSION, Engine
+from policyengine_backend._engine.engine import Engine
 from policyengine_backend._model.functions import POLICY_PATHS
 from policyengine_backend._settings import (
     APP_NAME,
     COUNTRY_PACKAGE,
+    MODEL_VERSION,
+    PACKAGE_VERSION,
     Settings,
     get_settings,
 )
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from tests.backend.conftest import calculate
 
 PERSON = next(iter(EXAMPLE_HOUSEHOLD["people"]))
 
@@ -165,7 +167,7 @@ def test_an_unhandled_error_is_a_500_with_its_traceback_in_the_log(
     assert "RuntimeError" in line["error"]
     (trace,) = [line for line in lines if "exception" in line]
     assert (
-        trace["logger"] == "policyengine_backend._web.http"
+        trace["logger"] == "policyengine_backend._web.responses"
         and trace["level"] == "ERROR"
     )
     assert "RuntimeError: a bug" in trace["exception"]
@@ -210,9 +212,9 @@ def test_logs_from_the_worker_process_reach_stdout(engine, monkeypatch, capfd):
     worker_engine._systems = engine.systems
     worker_engine._ready.set()
     try:
-        answer = asyncio.run(worker_engine.calculate(household_earning(31_339), None))
+        answer = asyncio.run(calculate(worker_engine, household_earning(31_339)))
     finally:
-        worker_engine.close()
+        worker_engine.shut_down()
 
     assert json.loads(answer)["status"] == "ok"
     lines = json_lines(capfd.readouterr().out)
@@ -324,7 +326,7 @@ def test_with_a_token_requests_and_engine_stages_are_traced(traced, connections)
     app, exporter = traced
     household = household_earning(54_321.5)
     # As in production, the worker is forked after Logfire is set up.
-    policyengine_backend._web.routes.engine.worker.stop()
+    app.state.engine.worker.stop()
 
     response = TestClient(app).post("/calculate", json={"household": household})
 

@@ -50,8 +50,12 @@ Pss:             1500000 kB
 Shared_Clean:          0 kB
 Shared_Dirty:          0 kB
 """
-CGROUP_V2_STAT = "anon 2147483648\nfile 524288000\nactive_file 209715200\ninactive_file 314572800\n"
-CGROUP_V1_STAT = "cache 11218944\nrss 5324800\ninactive_file 53248\ntotal_inactive_file 353906688\n"
+CGROUP_V2_STAT = (
+    "anon 2147483648\nfile 524288000\nactive_file 209715200\ninactive_file 314572800\n"
+)
+CGROUP_V1_STAT = (
+    "cache 11218944\nrss 5324800\ninactive_file 53248\ntotal_inactive_file 353906688\n"
+)
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -111,7 +115,10 @@ def test_a_container_with_a_v1_memory_limit_reads_its_cgroup(tmp_path):
     ("cgroup", "files"),
     [
         # A laptop's or CI runner's cgroup: no limit, shared with everything else.
-        ("0::/user.slice\n", {"user.slice/memory.max": "max\n", "user.slice/memory.current": "1\n"}),
+        (
+            "0::/user.slice\n",
+            {"user.slice/memory.max": "max\n", "user.slice/memory.current": "1\n"},
+        ),
         ("4:memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712\n"}),
     ],
 )
@@ -175,7 +182,9 @@ class Costly:
 def test_a_costly_source_is_read_within_its_budget(tmp_path):
     source = Costly(100)
     # Readings may take a millionth of the time, up to an hour apart.
-    watch = Watch(source, 1_000, budget=1e-6, longest_gap=3600, proc=linux_proc(tmp_path))
+    watch = Watch(
+        source, 1_000, budget=1e-6, longest_gap=3600, proc=linux_proc(tmp_path)
+    )
     assert watch.read([os.getpid()]) == 100
     # A reading costs about 20 ms of CPU, so the next is not due for the
     # longest gap: polling reads nothing.

@@ -155,8 +155,7 @@ def test_an_unknown_variable_is_a_404(client):
 
 
 def test_answers_are_cached(client):
-    from policyengine_backend._web.routes import metadata
-
+    metadata = client.app.state.metadata
     first = client.get(f"/variables/{EXAMPLE_VARIABLE}")
     cached = len(metadata.answers)
     again = client.get(f"/variables/{EXAMPLE_VARIABLE}")

@@ -1,5 +1,6 @@
 """On Modal, each job is a spawned call of ``run_job``: the wiring in
-modal_app.py, checked offline with stand-ins for Modal's calls and Dicts.
+modal_app.py and policyengine_backend/_jobs/modal.py, checked offline with
+stand-ins for Modal's calls and Dicts.
 
 The stand-in call runs the real ``run_job`` body in this process when it is
 asked for its result, so what the web function hands back is what a job
@@ -13,7 +14,9 @@ import modal
 import pytest
 from fastapi.testclient import TestClient
 
-from policyengine_backend._settings import Settings, get_settings
+from policyengine_backend._jobs import modal as modal_jobs
+from policyengine_backend._jobs.modal import ModalJobs, environment, job_mark
+from policyengine_backend._settings import APP_NAME, Settings, get_settings
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
 
@@ -93,11 +96,15 @@ class StandInModal:
         self.running: str | None = None  # the call run_job is running for
         self.issued = StandInDict()
         self.pending = StandInDict()
+        self.finish_at_once = False
 
         async def spawn(request):
             self.requests.append(request)
             call_id = f"fc-StandIn{len(self.calls) + 1:04d}"
             self.calls[call_id] = StandInCall(call_id, self, request)
+            if self.finish_at_once:  # done before spawn has even returned
+                self.calls[call_id].finished = True
+                await self.calls[call_id].get.aio(timeout=0)
             return self.calls[call_id]
 
         self.spawn = Aio(spawn)
@@ -116,19 +123,18 @@ def deployed(web_function_app, modal_app, monkeypatch):
     jobs = api.state.jobs
     # The web function hands its jobs to run_job, not to this process, and
     # keeps them in the environment's Modal Dicts, under the settings' cap.
-    assert isinstance(jobs, modal_app.ModalJobs)
+    assert isinstance(jobs, ModalJobs)
     assert jobs.function is modal_app.run_job
-    assert jobs.issued is modal_app.ISSUED_JOBS
-    assert jobs.pending is modal_app.PENDING_JOBS
-    assert isinstance(jobs.issued, modal.Dict)
+    assert isinstance(jobs.issued, modal.Dict) and isinstance(jobs.pending, modal.Dict)
     assert jobs.max_pending == get_settings().max_pending_jobs
+    assert jobs.expiry_seconds == modal_app.JOB_FUNCTION_TIMEOUT_SECONDS
     stand_in = StandInModal(modal_app.run_job)
-    # run_job frees its place in the module's Dict, by its own call's id.
-    monkeypatch.setattr(modal_app, "PENDING_JOBS", stand_in.pending)
-    monkeypatch.setattr(modal, "current_function_call_id", lambda: stand_in.running)
-    api.state.jobs = modal_app.ModalJobs(
+    # run_job frees its place in the environment's Dict.
+    monkeypatch.setattr(modal_jobs, "pending_jobs", lambda: stand_in.pending)
+    api.state.jobs = ModalJobs(
         stand_in,
         max_pending=jobs.max_pending,
+        expiry_seconds=jobs.expiry_seconds,
         issued=stand_in.issued,
         pending=stand_in.pending,
         from_id=stand_in.from_id,
@@ -138,7 +144,7 @@ def deployed(web_function_app, modal_app, monkeypatch):
 
 
 def submit(client) -> str:
-    response = client.post("/jobs", json={"household": EXAMPLE_HOUSEHOLD})
+    response = client.post("/jobs/calculate", json={"household": EXAMPLE_HOUSEHOLD})
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
 
@@ -149,13 +155,16 @@ def test_a_job_is_a_spawned_call_and_its_id_the_calls(deployed):
     household["people"]["parent"]["employment_income"] = {"2025": 52_345}
     body = {"household": household, "policy": EXAMPLE_POLICY}
 
-    submitted = client.post("/jobs", json=body)
+    submitted = client.post("/jobs/calculate", json=body)
 
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["job_id"]
     assert list(modal_calls.calls) == [job_id]
-    # What run_job gets: the endpoint's name and its checked body.
-    assert modal_calls.requests == [{"endpoint": "calculate", "body": body}]
+    # What run_job gets: the endpoint's name, its checked body, and the
+    # place it holds under MAX_PENDING_JOBS.
+    (request,) = modal_calls.requests
+    assert request["endpoint"] == "calculate" and request["body"] == body
+    assert list(modal_calls.pending.data) == [request["slot"]]
     assert client.get(f"/jobs/{job_id}").json()["status"] == "pending"
 
     modal_calls.calls[job_id].finished = True
@@ -171,7 +180,9 @@ def test_a_bad_job_is_refused_before_anything_is_spawned(deployed):
     household = copy.deepcopy(EXAMPLE_HOUSEHOLD)
     household["people"]["parent"]["salary"] = {"2025": 1}
 
-    assert client.post("/jobs", json={"household": household}).status_code == 400
+    assert (
+        client.post("/jobs/calculate", json={"household": household}).status_code == 400
+    )
     assert modal_calls.calls == {}
 
 
@@ -204,16 +215,16 @@ def test_a_call_this_app_did_not_issue_is_never_fetched(deployed):
     assert modal_calls.looked_up == []
 
 
-def test_an_id_recorded_by_another_environment_is_a_404(deployed, modal_app):
+def test_an_id_recorded_by_another_environment_is_a_404(deployed):
     client, modal_calls = deployed
     others = [
-        modal_app.job_mark(name)
+        job_mark(name)
         for name in ("main", "staging", "testing")
-        if modal_app.job_mark(name) != modal_app.JOB_MARK
+        if job_mark(name) != job_mark()
     ]
     assert len(others) >= 2
     job_ids = [submit(client) for _ in others]
-    assert all(modal_calls.issued.data[id] == modal_app.JOB_MARK for id in job_ids)
+    assert all(modal_calls.issued.data[id] == job_mark() for id in job_ids)
     for job_id, mark in zip(job_ids, others, strict=True):
         modal_calls.calls[job_id].finished = True
         modal_calls.issued.data[job_id] = mark
@@ -222,25 +233,25 @@ def test_an_id_recorded_by_another_environment_is_a_404(deployed, modal_app):
     assert modal_calls.looked_up == []
 
 
-def test_the_mark_names_the_modal_environment(modal_app, monkeypatch):
+def test_the_mark_names_the_modal_environment(monkeypatch):
     monkeypatch.setenv("MODAL_ENVIRONMENT", "staging")
-    assert modal_app.modal_environment() == "staging"
+    assert environment() == "staging"
     monkeypatch.delenv("MODAL_ENVIRONMENT")
-    assert modal_app.modal_environment() == "local"
+    assert environment() == "local"
 
-    marks = {modal_app.job_mark(name) for name in ("main", "staging", "testing")}
+    marks = {job_mark(name) for name in ("main", "staging", "testing")}
     assert len(marks) == 3
-    assert all(modal_app.APP_NAME in mark for mark in marks)
-    assert modal_app.JOB_MARK == modal_app.job_mark(modal_app.modal_environment())
+    assert all(APP_NAME in mark for mark in marks)
+    assert job_mark() == job_mark(environment())
 
 
 def test_past_max_pending_jobs_a_job_is_refused_until_one_finishes(deployed):
     client, modal_calls = deployed
     client.app.state.jobs.max_pending = 2
     first, second = submit(client), submit(client)
-    assert set(modal_calls.pending.data) == {first, second}
+    assert len(modal_calls.pending.data) == 2
 
-    refused = client.post("/jobs", json={"household": EXAMPLE_HOUSEHOLD})
+    refused = client.post("/jobs/calculate", json={"household": EXAMPLE_HOUSEHOLD})
 
     assert refused.status_code == 429
     assert "MAX_PENDING_JOBS" in refused.json()["message"]
@@ -249,8 +260,31 @@ def test_past_max_pending_jobs_a_job_is_refused_until_one_finishes(deployed):
     # run_job frees its own place when it is done.
     modal_calls.calls[first].finished = True
     assert client.get(f"/jobs/{first}").json()["status"] == "ok"
-    assert set(modal_calls.pending.data) == {second}
+    assert list(modal_calls.pending.data) == [modal_calls.requests[1]["slot"]]
     submit(client)
+
+
+def test_a_job_that_ends_before_it_is_recorded_leaves_no_place_taken(deployed):
+    # The place is taken before the call exists, so a job done before spawn
+    # returns frees it; it never lingers to count against the cap.
+    client, modal_calls = deployed
+    modal_calls.finish_at_once = True
+    job_id = submit(client)
+    assert modal_calls.pending.data == {}
+    assert client.get(f"/jobs/{job_id}").json()["status"] == "ok"
+
+
+def test_a_spawn_that_fails_gives_its_place_back(deployed, monkeypatch):
+    client, modal_calls = deployed
+
+    async def unreachable(request):
+        raise modal.exception.ConnectionError("Modal is unreachable")
+
+    monkeypatch.setattr(modal_calls.spawn, "aio", unreachable)
+    response = client.post("/jobs/calculate", json={"household": EXAMPLE_HOUSEHOLD})
+    assert response.status_code == 503
+    assert response.json()["message"] == "the job could not be started; send it again"
+    assert modal_calls.pending.data == {}
 
 
 def test_a_job_that_never_freed_its_place_stops_counting(deployed, modal_app):
@@ -261,16 +295,17 @@ def test_a_job_that_never_freed_its_place_stops_counting(deployed, modal_app):
     jobs.max_pending = 2
     now = 1_000_000.0
     jobs.clock = lambda: now
-    expiry = modal_app.PENDING_JOB_EXPIRY_SECONDS
+    expiry = jobs.expiry_seconds
     assert expiry >= modal_app.JOB_FUNCTION_TIMEOUT_SECONDS
     modal_calls.pending.data.update(
-        {"fc-Crashed": now - expiry - 1, "fc-StillRunning": now - expiry + 1}
+        {"slot-crashed": now - expiry - 1, "slot-still-running": now - expiry + 1}
     )
 
-    job_id = submit(client)
+    submit(client)
 
-    assert set(modal_calls.pending.data) == {"fc-StillRunning", job_id}
-    refused = client.post("/jobs", json={"household": EXAMPLE_HOUSEHOLD})
+    assert "slot-crashed" not in modal_calls.pending.data
+    assert len(modal_calls.pending.data) == 2
+    refused = client.post("/jobs/calculate", json={"household": EXAMPLE_HOUSEHOLD})
     assert refused.status_code == 429
 
 
@@ -294,9 +329,9 @@ def test_a_job_keeps_its_answer_if_its_place_cannot_be_freed(
 
 def test_an_expired_result_is_a_404(deployed):
     client, modal_calls = deployed
-    job_id = client.post("/jobs", json={"household": EXAMPLE_HOUSEHOLD}).json()[
-        "job_id"
-    ]
+    job_id = client.post(
+        "/jobs/calculate", json={"household": EXAMPLE_HOUSEHOLD}
+    ).json()["job_id"]
     modal_calls.calls[job_id].error = modal.exception.OutputExpiredError()
 
     assert client.get(f"/jobs/{job_id}").status_code == 404
@@ -314,9 +349,9 @@ def test_another_functions_call_is_a_404_never_its_result(deployed, result):
     # Any call of the workspace can be looked up by id: only run_job's
     # answers are passed on.
     client, modal_calls = deployed
-    job_id = client.post("/jobs", json={"household": EXAMPLE_HOUSEHOLD}).json()[
-        "job_id"
-    ]
+    job_id = client.post(
+        "/jobs/calculate", json={"household": EXAMPLE_HOUSEHOLD}
+    ).json()["job_id"]
     modal_calls.calls[job_id].finished = True
     modal_calls.calls[job_id].result = result
 
@@ -328,15 +363,15 @@ def test_another_functions_call_is_a_404_never_its_result(deployed, result):
 
 def test_a_call_over_modals_timeout_is_an_error_answer(deployed, modal_app):
     client, modal_calls = deployed
-    job_id = client.post("/jobs", json={"household": EXAMPLE_HOUSEHOLD}).json()[
-        "job_id"
-    ]
+    job_id = client.post(
+        "/jobs/calculate", json={"household": EXAMPLE_HOUSEHOLD}
+    ).json()["job_id"]
     modal_calls.calls[job_id].error = modal.exception.FunctionTimeoutError("timed out")
 
     answer = client.get(f"/jobs/{job_id}").json()
 
     assert answer["status"] == "error" and answer["status_code"] == 504
-    assert str(modal_app.JOB_FUNCTION_TIMEOUT_SECONDS) in answer["message"]
+    assert f"{modal_app.JOB_FUNCTION_TIMEOUT_SECONDS} s" in answer["message"]
 
 
 def test_the_job_function_has_its_own_limits(modal_app):

@@ -1,10 +1,11 @@
 """README, "Add your own endpoint", followed as written: its route module
 is served next to the others and answers what policyengine's own
-Simulation does; its include line is the real one, plus the new router."""
+Simulation does, and its include step applies to api/routes/ as it is now.
+The steps are followed in full, `make test` included, by the template's
+own suite."""
 
 import ast
 import importlib.util
-import re
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,20 @@ from fastapi.testclient import TestClient
 from policyengine_backend import create_app
 from policyengine_backend._settings import COUNTRY
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from tests.backend.readme_steps import (
+    INCLUDE,
+    ROUTE_MODULE,
+    with_readme_include,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTION = (ROOT / "README.md").read_text().split("## Add your own endpoint")[1]
-SECTION = SECTION.split("\n## ")[0]
-ROUTE_MODULE, INCLUDE = re.findall(r"```python\n(.*?)```", SECTION, re.S)
+# api/routes/__init__.py as the template renders it.
+RENDERED_ROUTES = """from fastapi import APIRouter
+
+from api.routes import earnings_chart
+
+ROUTERS: list[APIRouter] = [earnings_chart.router]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +62,31 @@ def test_the_route_module_is_served_and_exact(client, net_income, country_packag
     assert {"/net-income", "/jobs/net-income", "/calculate"} <= paths
 
 
-def test_the_include_line_is_the_real_one_plus_the_new_router():
-    real = (ROOT / "api" / "routes" / "__init__.py").read_text()
-    shown = ast.parse(INCLUDE)
-    (imported,) = [node for node in shown.body if isinstance(node, ast.ImportFrom)]
-    assert {alias.name for alias in imported.names} == {"earnings_chart", "net_income"}
-    (routers,) = [node for node in shown.body if isinstance(node, ast.AnnAssign)]
-    assert ast.unparse(routers.value) == "[earnings_chart.router, net_income.router]"
-    # The real file, with the same two lines before the new router.
-    assert "from api.routes import earnings_chart\n" in real
-    assert "ROUTERS: list[APIRouter] = [earnings_chart.router]\n" in real
+def test_the_include_lines_are_what_the_step_makes_of_a_fresh_project():
+    made = with_readme_include(RENDERED_ROUTES)
+    for line in INCLUDE.splitlines():
+        assert line in made.splitlines()
+
+
+def routes_of(text: str) -> tuple[set[str], list[str]]:
+    """The modules ``api/routes/__init__.py`` imports, and ROUTERS' items."""
+    tree = ast.parse(text)
+    (imported,) = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.ImportFrom) and n.module == "api.routes"
+    ]
+    (routers,) = [n for n in tree.body if isinstance(n, ast.AnnAssign)]
+    listed = [ast.unparse(item) for item in routers.value.elts]  # type: ignore[attr-defined]
+    return {alias.name for alias in imported.names}, listed
+
+
+def test_the_include_step_applies_to_the_routes_as_they_are_now():
+    now = (ROOT / "api" / "routes" / "__init__.py").read_text()
+    after = with_readme_include(now)
+    modules_now, routers_now = routes_of(now)
+    modules, routers = routes_of(after)
+    assert modules == modules_now | {"net_income"}
+    assert routers[: len(routers_now)] == routers_now  # whatever was there stays
+    assert "net_income.router" in routers
+    assert with_readme_include(after) == after  # a second time changes nothing

@@ -208,8 +208,9 @@ def settled_memory(worker) -> float:
 
 
 def test_each_job_runs_in_a_process_of_its_own_forked_from_the_worker(worker):
-    first, second = answer(run(worker, "test-echo", value=1)), answer(
-        run(worker, "test-echo", value=2)
+    first, second = (
+        answer(run(worker, "test-echo", value=1)),
+        answer(run(worker, "test-echo", value=2)),
     )
     assert first["value"] == 1 and second["value"] == 2
     assert first["parent"] == second["parent"] == worker.pid != os.getpid()
@@ -279,16 +280,16 @@ def test_a_job_over_the_memory_limit_is_stopped(worker, caplog):
 
 
 @needs_proc
-def test_a_worker_over_the_recycle_mark_is_replaced_before_the_next_job(
-    worker, caplog
-):
+def test_a_worker_over_the_recycle_mark_is_replaced_before_the_next_job(worker, caplog):
     caplog.set_level(logging.INFO, logger="policyengine_backend._worker.supervisor")
     before = settled_memory(worker)
     worker.settings.memory_recycle_mb = before + 150
     first = worker.pid
 
     # Preparing this job's policy keeps 300 MB in the worker.
-    job = worker.new_job("test-echo", {}, "POST /test-echo", policies=({"keep_mb": 300},))
+    job = worker.new_job(
+        "test-echo", {}, "POST /test-echo", policies=({"keep_mb": 300},)
+    )
     worker.run(job, later())
     assert worker.pid == first
     # The next job finds it over the mark, and gets a fresh copy of this
@@ -305,7 +306,9 @@ def test_a_worker_without_room_for_the_jobs_years_is_replaced_first(worker, capl
     caplog.set_level(logging.INFO, logger="policyengine_backend._worker.supervisor")
     worker.settings.memory_limit_mb = settled_memory(worker) + 400
     worker.run(
-        worker.new_job("test-echo", {}, "POST /test-echo", policies=({"keep_mb": 200},)),
+        worker.new_job(
+            "test-echo", {}, "POST /test-echo", policies=({"keep_mb": 200},)
+        ),
         later(),
     )
     first = worker.pid
@@ -403,7 +406,10 @@ def test_a_stopped_worker_is_found_by_the_health_check_and_replaced(worker, capl
     os.kill(stopped, signal.SIGSTOP)
     try:
         problem = worker.check()
-        assert problem == "the calculation worker stopped answering; a fresh one was started"
+        assert (
+            problem
+            == "the calculation worker stopped answering; a fresh one was started"
+        )
         assert worker.pid != stopped
         assert worker.check() is None
         assert answer(run(worker, "test-echo", value=4))["value"] == 4
