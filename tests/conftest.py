@@ -102,9 +102,11 @@ def shared_venv(country: str, python_version: str) -> Path:
 def run_rendered_suite(
     country: str, python_version: str, output_dir: Path
 ) -> subprocess.CompletedProcess:
-    """Render ``country`` for ``python_version`` and run that project's own
-    `make test-ci` (its whole suite, with CI's fuzzing and load) and
-    `make lint` (style and types).
+    """Render ``country`` for ``python_version``, follow its README's "Add
+    your own endpoint" as a new engineer would (write the three files it
+    shows, then `make client`), and run that project's own `make test-ci`
+    (its whole suite, with CI's fuzzing and load) and `make lint` (style and
+    types).
 
     One suite at a time: each has a load test that measures /health latency
     while calculations run, and two suites on two cores would measure each
@@ -112,6 +114,26 @@ def run_rendered_suite(
     """
     project = bake(output_dir, country=country, python_version=python_version)
     venv = shared_venv(country, python_version)
+    # Steps 1-3 are files, written by the project's own reading of its
+    # README (tests/backend/readme_steps.py); step 4 is a command.
+    subprocess.run(
+        [
+            venv / "bin/python",
+            "-c",
+            "from pathlib import Path; from tests.backend.readme_steps import follow; follow(Path.cwd())",
+        ],
+        cwd=project,
+        check=True,
+    )
+    client = subprocess.run(
+        ["make", "client", f"VENV={venv}"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+    )
+    assert client.returncode == 0, client.stdout[-4000:]
     result = subprocess.run(
         ["make", "test-ci", "lint", f"VENV={venv}", "PYTEST_ARGS=-q -p no:cacheprovider"],
         cwd=project,

@@ -1,4 +1,5 @@
-"""Each country's rendered project passes its own test suite, on its Python.
+"""Each country's rendered project, with the README's own endpoint added as
+its "Add your own endpoint" says, passes its own test suite, on its Python.
 
 That suite runs real policyengine calculations and compares them with a
 direct Simulation, imports the Modal app and serves the API in-process. It
@@ -32,9 +33,13 @@ def test_rendered_project_passes_its_own_tests(tmp_path, country, python_version
     summary = re.search(r"(\d+) passed", result.stdout)
     assert summary and int(summary.group(1)) >= 10, result.stdout[-3000:]
     assert "Success: no issues found" in result.stdout  # mypy, from make lint
-
-    # The pre-commit hooks pass on a fresh project, as a new engineer commits it.
+    # The README's endpoint is in the project, its test ran, and the typed
+    # client has it (make client, step 4).
     project = result.project
+    assert (project / "tests/test_net_income.py").exists()
+    assert "/net-income" in (project / "client/openapi.json").read_text()
+
+    # The pre-commit hooks pass on the project, as a new engineer commits it.
     (project / ".venv").symlink_to(shared_venv(country, python_version))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run([*git, "init", "-q"], cwd=project, check=True)

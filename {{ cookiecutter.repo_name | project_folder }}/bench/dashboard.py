@@ -62,7 +62,9 @@ def measure(client, engine, household_with, policy_number) -> list[tuple]:
     )
 
     def job(i):
-        job_id = post("/jobs", {"household": household_with(74_000 + i)})["job_id"]
+        job_id = post("/jobs/calculate", {"household": household_with(74_000 + i)})[
+            "job_id"
+        ]
         while (answer := client.get(f"/jobs/{job_id}").json())["status"] == "pending":
             time.sleep(POLL_SECONDS)
         # Timed to its answer: a lost job must not pass for a fast one.
@@ -81,14 +83,14 @@ def measure(client, engine, household_with, policy_number) -> list[tuple]:
     )
     # Enough distinct lookups to fill METADATA_CACHE_MB, then as many again:
     # past the bound, memory stays where it is.
-    memory = [engine.worker.container_memory_mb() or 0]
+    memory = [engine.worker.memory_mb() or 0]
     for half in range(2):
         for n in range(half * DISTINCT_LOOKUPS, (half + 1) * DISTINCT_LOOKUPS):
             year, rest = divmod(n, 336)
             month, day_of_month = divmod(rest, 28)
             day = f"{1900 + year}-{month + 1:02d}-{day_of_month + 1:02d}"
             client.get(f"/parameters/{EXAMPLE_PARAMETER}?date={day}")
-        memory.append(engine.worker.container_memory_mb() or 0)
+        memory.append(engine.worker.memory_mb() or 0)
 
     return [
         (

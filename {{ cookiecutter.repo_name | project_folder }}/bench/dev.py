@@ -31,10 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # The README's endpoint ("Add your own endpoint"), as its tests read it.
-from tests.backend.readme_steps import ROUTE_MODULE, with_readme_include  # noqa: E402
-
 from policyengine_backend._settings import COUNTRY  # noqa: E402
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD  # noqa: E402
+from tests.backend.readme_steps import ROUTE_MODULE, with_readme_include  # noqa: E402
 
 EDITS = 3
 CALCULATE = {"household": EXAMPLE_HOUSEHOLD}

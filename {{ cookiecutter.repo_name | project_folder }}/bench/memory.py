@@ -120,7 +120,7 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.worker.container_memory_mb() or 0)
+            self.peak = max(self.peak, self.worker.memory_mb() or 0)
             time.sleep(0.1)
 
     def __enter__(self):
@@ -163,6 +163,6 @@ def measure(post, engine) -> list[tuple[str, float, float, int]]:
             failed = sum(
                 post(household, policy) != 200 for household, policy in requests
             )
-        final = engine.worker.container_memory_mb() or 0
+        final = engine.worker.memory_mb() or 0
         rows.append((name, sampler.peak, final, failed))
     return rows

@@ -38,7 +38,7 @@ from policyengine_backend._engine.checks import (
 )
 from policyengine_backend._engine.scheduler import Scheduler, TimeLimit
 from policyengine_backend._errors import CalculationTimeout, Problem, Unavailable
-from policyengine_backend._logs import add_to_note, note, record_span, tracer
+from policyengine_backend._logs import note, tracer
 from policyengine_backend._model import comparison
 from policyengine_backend._model.functions import WORKER_FUNCTIONS, registered
 from policyengine_backend._model.household import fill_household
@@ -50,7 +50,7 @@ from policyengine_backend._settings import (
     Settings,
 )
 from policyengine_backend._worker.memory import find_source
-from policyengine_backend._worker.messages import Details, Outcome
+from policyengine_backend._worker.messages import Outcome
 from policyengine_backend._worker.supervisor import Deadline, Worker
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD
 
@@ -379,19 +379,4 @@ class Engine:
                 key, json.dumps([reply.status, reply.errors]).encode()
             )
             raise Problem.of(reply.errors, reply.status)
-        self._record(reply.details)
         return reply.answer
-
-    @staticmethod
-    def _record(details: Details) -> None:
-        """The worker's account of a calculation, on the log line and the trace."""
-        path = {"policy_path": details.policy_path} if details.policy_path else {}
-        note(**path)  # /compare: the reform's
-        if details.axis_points:
-            note(axis_points=details.axis_points)
-        for stage, (start_ns, end_ns) in details.stages.items():
-            record_span(stage, start_ns, end_ns, **path)
-        if details.stages:
-            start_ns = min(start for start, _ in details.stages.values())
-            end_ns = max(end for _, end in details.stages.values())
-            add_to_note(calculation_ms=round((end_ns - start_ns) / 1e6, 1))

@@ -24,8 +24,8 @@ from policyengine_backend._errors import (
     Unavailable,
     WorkerCrashed,
 )
-from policyengine_backend._logs import add_to_note, tracer
-from policyengine_backend._worker.messages import Job, Outcome, Reply
+from policyengine_backend._logs import add_to_note, note, record_span, tracer
+from policyengine_backend._worker.messages import Details, Job, Outcome, Reply
 from policyengine_backend._worker.supervisor import Deadline, Worker
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class Scheduler:
                 raise Unavailable("the server is shutting down; send the request again")
             with tracer.start_as_current_span("calculation"):
                 reply = await self._in_worker(job, deadline)
+                self.record(reply.details)  # its stages under this span
         except JobTimedOut:
             raise CalculationTimeout(timeout_message(limit, job, waited)) from None
         except WorkerCrashed as error:
@@ -136,6 +137,26 @@ class Scheduler:
 
     def _failed(self) -> None:
         self.failures_in_a_row += 1
+
+    @staticmethod
+    def record(details: Details) -> None:
+        """The worker's account of a calculation, on the log line and the trace."""
+        path = {"policy_path": details.policy_path} if details.policy_path else {}
+        note(**path)  # /compare: the reform's
+        if details.axis_points:
+            note(axis_points=details.axis_points)
+        if details.cpu_ms:
+            add_to_note(
+                job_cpu_ms=details.cpu_ms,
+                job_system_ms=details.system_ms,
+                job_minor_faults=details.minor_faults,
+            )
+        for stage, (start_ns, end_ns) in details.stages.items():
+            record_span(stage, start_ns, end_ns, **path)
+        if details.stages:
+            start_ns = min(start for start, _ in details.stages.values())
+            end_ns = max(end for _, end in details.stages.values())
+            add_to_note(calculation_ms=round((end_ns - start_ns) / 1e6, 1))
 
 
 def timeout_message(limit: TimeLimit, job: Job, waited: float) -> str:

@@ -35,10 +35,33 @@ def refuse_simulations_in_the_server() -> None:
     request raises ``Bug``. Idempotent."""
     from policyengine_core.simulations import Simulation
 
-    if getattr(Simulation.__init__, "_refused_in", None) is not None:
-        return
     server = os.getpid()
-    build = Simulation.__init__
+    # Every class that builds itself is guarded, not only policyengine-core's:
+    # a country's Simulation may never call core's __init__ (policyengine-uk's
+    # does not). The country package may still be loading (warm-up runs in
+    # the background), so classes defined later are guarded as they are.
+    for cls in _with_subclasses(Simulation):
+        _guard(cls, server)
+    if "__init_subclass__" not in vars(Simulation):
+
+        def guard_new_subclass(cls: type, **kwargs) -> None:
+            super(Simulation, cls).__init_subclass__(**kwargs)
+            _guard(cls, server)
+
+        Simulation.__init_subclass__ = classmethod(guard_new_subclass)  # type: ignore[assignment]
+
+
+def _with_subclasses(cls: type) -> list[type]:
+    found = [cls]
+    for subclass in cls.__subclasses__():
+        found += _with_subclasses(subclass)
+    return found
+
+
+def _guard(cls: type, server: int) -> None:
+    build = vars(cls).get("__init__")
+    if build is None or getattr(build, "_refused_in", None) is not None:
+        return
 
     # Wrapped, so inspect.signature sees the original's parameters
     # (policyengine-us binds arguments to it by name).
@@ -55,7 +78,7 @@ def refuse_simulations_in_the_server() -> None:
         build(self, *args, **kwargs)
 
     __init__._refused_in = server  # type: ignore[attr-defined]
-    Simulation.__init__ = __init__  # type: ignore[method-assign]
+    cls.__init__ = __init__  # type: ignore[misc]
 
 
 class LoopWatch:
@@ -90,12 +113,21 @@ class LoopWatch:
             while not answered.wait(0.1) and not self._stopped.is_set():
                 pass
             held = time.monotonic() - sent
+            if route is None:
+                # No request's code held it: the process was short of CPU, or
+                # another thread (warm-up's import) kept the GIL. Not a bug.
+                logger.info(
+                    "the event loop waited %.1f s with no request's code running",
+                    held,
+                    extra={"loop_held_seconds": round(held, 1)},
+                )
+                continue
             logger.warning(
                 "the event loop was held for %.1f s by %s: blocking code in an async "
                 "def route stalls every request (make it a def route, or use "
                 "asyncio.to_thread; README, 'Add your own endpoint')",
                 held,
-                route or "code outside any request",
+                route,
                 extra={"loop_held_seconds": round(held, 1), "route": route},
             )
 

@@ -26,6 +26,7 @@ worker outliving a killed server could not keep its port either.
 
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import json
 import logging
@@ -195,12 +196,19 @@ def run_in_own_process(systems: Any, settings: Any, job: Job, connection) -> Any
     connection.send(Started(job.id, pid))
     with os.fdopen(read_end, "rb") as pipe:
         data = pipe.read()
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)  # whatever it started
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and data:
         with contextlib.suppress(Exception):
-            return pickle.loads(data)
+            reply = pickle.loads(data)
+            used = dataclasses.replace(
+                reply.details,
+                cpu_ms=round((usage.ru_utime + usage.ru_stime) * 1000, 1),
+                system_ms=round(usage.ru_stime * 1000, 1),
+                minor_faults=usage.ru_minflt,
+            )
+            return dataclasses.replace(reply, details=used)
     exitcode = (
         -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     )
@@ -356,7 +364,9 @@ def unknown_variable(error: Exception) -> str | None:
 
     if isinstance(error, VariableNotFoundError):
         return error.variable_name
-    found = UNKNOWN_VARIABLE.match(str(error)) if isinstance(error, ValueError) else None
+    found = (
+        UNKNOWN_VARIABLE.match(str(error)) if isinstance(error, ValueError) else None
+    )
     return found[1] if found else None
 
 

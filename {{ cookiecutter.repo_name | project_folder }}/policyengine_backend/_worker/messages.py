@@ -43,12 +43,17 @@ class Outcome(Enum):
 @dataclass(frozen=True)
 class Details:
     """What a job did, for the request's log line and trace: how its
-    policy's system was made, when each stage ran, and the axis points of
-    the simulations it built."""
+    policy's system was made, when each stage ran, the axis points of the
+    simulations it built, and what its process used."""
 
     policy_path: str | None = None
     stages: dict[str, tuple[int, int]] = field(default_factory=dict)
     axis_points: int = 0
+    # The job's own process (os.wait4): what forking per job costs shows in
+    # its system time and minor page faults.
+    cpu_ms: float = 0.0
+    system_ms: float = 0.0
+    minor_faults: int = 0
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from policyengine_backend._errors import (
@@ -72,11 +73,24 @@ POLL_SECONDS = 0.2
 # An idle worker answers a ping, or says it is ready, in milliseconds; one
 # silent this long is stopped or stuck, and is replaced.
 SILENT_SECONDS = 5
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # A worker holding this share of the memory limit more than when it was
 # fresh gives a job that ran out of memory a second try in a fresh one.
 HOLDS_MUCH = 0.1
 
 logger = logging.getLogger(__name__)
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """The CPU time ``pid`` has used; None if it is stopped (SIGSTOP, a
+    debugger) or gone. From ``/proc/<pid>/stat``, which gVisor has too."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if stat[0] in ("T", "t"):
+        return None
+    return (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
 
 
 class Deadline:
@@ -144,7 +158,9 @@ class Worker:
         self.ready = False
         self.years: set[str] = set()  # the years this worker has warmed
         self.jobs_done = 0  # by the current worker process
-        self.fresh_mb = None
+        # The container's memory when this worker was fresh (after its first
+        # job): what it holds beyond that is its own.
+        self.fresh_mb: float | None = None
         self.job_pid: int | None = None  # the running job's own process
         # Why no worker could be started, while that lasts (for /health).
         self.start_failure: str | None = None
@@ -334,16 +350,26 @@ class Worker:
 
     def _wait_until_ready(self, deadline: Deadline) -> None:
         """Until the worker says it is ready. One silent for SILENT_SECONDS
-        (stopped, or stuck), or dead, is replaced, once."""
+        without working (stopped, or blocked), or dead, is replaced, once.
+        One still preparing (its CPU time grows: a new year, a policy, on a
+        busy machine) is waited for, up to the deadline."""
         for attempt in range(2):
             if attempt:
                 self.start()
+            worked = cpu_seconds(self.pid)
             silent_until = time.monotonic() + min(deadline.left(), SILENT_SECONDS)
             try:
                 while time.monotonic() < silent_until:
                     if isinstance(self._receive(silent_until), Ready):
                         self.ready = True
                         return
+                    if time.monotonic() >= silent_until and deadline.left() > 0:
+                        now = cpu_seconds(self.pid)
+                        if now is not None and worked is not None and now > worked:
+                            worked = now
+                            silent_until = time.monotonic() + min(
+                                deadline.left(), SILENT_SECONDS
+                            )
             except WorkerCrashed:
                 continue  # said in the log; a fresh one
             if deadline.left() <= 0:
@@ -421,7 +447,7 @@ class Worker:
         self.ready = False
         self.years = set(self.warmed_years())
         self.jobs_done = 0
-        self.fresh_mb: float | None = None  # the container's memory then
+        self.fresh_mb = None
 
     def _forking_thread(self) -> ThreadPoolExecutor:
         """Forks come from one thread, which lives as long as the server:

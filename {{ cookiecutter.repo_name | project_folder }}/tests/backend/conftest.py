@@ -124,9 +124,12 @@ class Moments:
         while not self.release.exists():
             pass
 
-    def wait_until_started(self) -> int:
+    def wait_until_started(self, unless=lambda: False) -> int | None:
+        """The job's pid once it started; None if ``unless()`` first (its
+        request was answered without it starting)."""
         while not self.started.exists() or not self.started.read_text():
-            pass
+            if unless():
+                return None
         return int(self.started.read_text())
 
     async def started_pid(self) -> int:

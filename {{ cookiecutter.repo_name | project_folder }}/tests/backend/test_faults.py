@@ -455,16 +455,19 @@ def test_a_worker_endpoint_past_its_limit_gets_504_while_health_answers(
         moments.start()  # never released: passes any deadline
         return 0
 
-    monkeypatch.setattr(engine, "settings", Settings(calculation_timeout_seconds=4))
+    # Long enough for the job to start on a busy machine: the test waits for
+    # it, then for the limit.
+    monkeypatch.setattr(engine, "settings", Settings(calculation_timeout_seconds=20))
     with TestClient(create_app("heavy", "heavy", [router])) as heavy_client:
         with ThreadPoolExecutor(1) as pool:
             heavy = pool.submit(
                 heavy_client.post, "/heavy-chart", json={"points": 1001}
             )
-            heavy_pid = moments.wait_until_started()
+            heavy_pid = moments.wait_until_started(unless=heavy.done)
             health = heavy_client.get("/health")  # while the worker is busy
             response = heavy.result()
 
+    assert heavy_pid is not None, response.text
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert response.status_code == 504
     assert "CALCULATION_TIMEOUT_SECONDS" in response.json()["message"]
