@@ -199,6 +199,7 @@ def map_local(data: Any, processes: int) -> Mapper:
                 done()
             return results
         _inherited = data
+        warm(tasks[0].policy)
         context = multiprocessing.get_context("fork")
         with context.Pool(processes=processes, maxtasksperchild=1) as pool:
             results = []
@@ -208,6 +209,15 @@ def map_local(data: Any, processes: int) -> Mapper:
             return results
 
     return run
+
+
+def warm(policy: Policy) -> None:
+    """Build what every chunk of ``policy`` shares before forking the pool,
+    so its processes inherit it rather than each building it again."""
+{%- if cookiecutter.country == "us" %}
+    if policy:
+        reformed_class(policy)
+{%- endif %}
 
 
 def simulate(
