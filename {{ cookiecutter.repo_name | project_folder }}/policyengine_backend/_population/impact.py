@@ -185,7 +185,9 @@ async def _local(body: dict, limit: Any, job: str | None) -> bytes:
     from policyengine_backend._worker.supervisor import FORK
 
     receive, send = FORK.Pipe(duplex=False)
-    process = FORK.Process(target=_in_fork, args=(send, body, os.getpid()), daemon=True)
+    # Not a daemon: daemons may not start the chunks' pool. It dies with
+    # this process all the same (die_with_parent), and is ended below.
+    process = FORK.Process(target=_in_fork, args=(send, body, os.getpid()))
     process.start()
     send.close()
     deadline = time.monotonic() + limit.seconds
