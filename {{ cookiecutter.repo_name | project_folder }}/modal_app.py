@@ -211,7 +211,7 @@ async def run_job(request: dict) -> tuple[str, bytes]:
     from policyengine_backend._web.app import get_engine
 
     # Society-wide impacts: their chunks run as population_chunk calls.
-    impact.use_remote(population_chunk)
+    impact.use_remote(population_chunk, on_write=POPULATION_VOLUME.commit)
 
     return await jobs.run_job(get_engine(), request)
 

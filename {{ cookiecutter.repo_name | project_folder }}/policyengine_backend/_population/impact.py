@@ -12,14 +12,20 @@ chunks run through a ``Mapper``:
   containers of ``population_chunk`` (``.map``) that read the file from the
   Volume; modal_app.py switches to that with ``use_remote``.
 
-Progress (chunks done of chunks to run) goes to ``progress.py``.
+Progress (chunks done of chunks to run) goes to ``progress.py``. A
+baseline (file, year, region, model version) is computed once and kept
+beside the data; a later reform on it simulates only its own half.
 """
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
+import pickle
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from policyengine_backend._engine.engine import encode_answer
@@ -46,11 +52,14 @@ Report = Callable[[int, int], None]
 
 # Set by modal_app.py in Modal's containers: runs tasks in other containers.
 _remote: chunks.Mapper | None = None
+_on_write: Callable[[], None] | None = None
 
 
-def use_remote(function: Any) -> None:
-    """Run chunks as calls of ``function`` (a Modal Function) with ``.map``."""
-    global _remote
+def use_remote(function: Any, on_write: Callable[[], None] | None = None) -> None:
+    """Run chunks as calls of ``function`` (a Modal Function) with ``.map``;
+    ``on_write`` makes a kept baseline visible elsewhere (a Volume's commit)."""
+    global _remote, _on_write
+    _on_write = on_write
 
     def run(tasks, done):
         results = []
@@ -103,8 +112,19 @@ def coordinate(body: dict, report: Report, mapper: chunks.Mapper | None = None) 
             for i in range(n)
         ]
 
-    report(0, 2 * count)
-    baseline, inputs = chunks.simulate(data, tasks(None, count), mapper, one_done)
+    key = baseline_key(sha256, year, region)
+    stored = load_baseline(key)
+    if stored is None:
+        report(0, 2 * count)
+        baseline, inputs = chunks.simulate(data, tasks(None, count), mapper, one_done)
+        store_baseline(key, (baseline, inputs))
+    else:
+        # Current law on this file, year and region, with this model: kept
+        # from an earlier job, so only the reform is simulated.
+        logger.info("baseline reused", extra={"baseline": key})
+        baseline, inputs = stored
+        done = count
+        report(done, 2 * count)
     try:
         reform, _ = chunks.simulate(
             data, tasks(policy, count), mapper, one_done, start=inputs
@@ -127,6 +147,47 @@ def coordinate(body: dict, report: Report, mapper: chunks.Mapper | None = None) 
         region=region,
     )
     return result
+
+
+def baseline_key(sha256: str | None, year: int, region: str | None) -> str:
+    """What a baseline depends on: the file's bytes, the year, the region
+    and the model. Not the number of chunks, which changes nothing."""
+    text = json.dumps([sha256, year, region, MODEL_VERSION])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def baseline_path(key: str) -> Path:
+    return Path(get_settings().population_data_dir) / ".baselines" / f"{key}.pkl"
+
+
+def load_baseline(key: str) -> Any:
+    """A kept baseline's arrays and population inputs, or None. The files
+    are this backend's own, written by ``store_baseline``."""
+    path = baseline_path(key)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except Exception:  # a damaged file is computed again, and replaced
+        logger.warning("kept baseline %s is unreadable; computing it again", path)
+        return None
+
+
+def store_baseline(key: str, baseline: Any) -> None:
+    """Keep a baseline beside the data (on Modal, in the Volume), written
+    to a temporary name and renamed into place."""
+    path = baseline_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(temporary, "wb") as handle:
+            pickle.dump(baseline, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, path)
+        if _on_write is not None:
+            _on_write()
+    except OSError:  # a read-only folder: the next job computes it again
+        logger.warning("could not keep the baseline in %s", path.parent)
 
 
 def as_backend_error(error: BaseException) -> BackendError:

@@ -131,14 +131,20 @@ def test_every_figure_equals_direct_microsimulations(client, population, direct)
     # Progress: chunks done of the baseline's and the reform's chunks.
     assert seen and all(p["total"] == 2 * CHUNKS for p in seen)
     assert [p["done"] for p in seen] == sorted(p["done"] for p in seen)
+    # The baseline is kept beside the data, for the next reform.
+    assert list(population.parent.glob(".baselines/*.pkl"))
 
 
 @pytest.mark.ci
-def test_a_structural_reform(client, population, direct):
-    answer, _ = run_job(client, {"policy": POLICIES["structural"], "year": YEAR})
+def test_a_structural_reform_reusing_the_baseline(client, population, direct):
+    kept = list(population.parent.glob(".baselines/*.pkl"))
+
+    answer, seen = run_job(client, {"policy": POLICIES["structural"], "year": YEAR})
 
     assert answer["status"] == "ok", answer
     reference.assert_close(figures(answer["result"]), direct.impact("structural"))
+    if kept:  # the test above kept the baseline: only the reform ran
+        assert seen and all(p["done"] >= CHUNKS for p in seen)
 
 
 @pytest.mark.ci

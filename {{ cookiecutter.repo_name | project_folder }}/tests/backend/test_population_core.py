@@ -150,3 +150,27 @@ def test_the_reduce_on_arrays_worked_by_hand():
     assert poverty == {"baseline": 0.1, "reform": pytest.approx(0.1)}
     gini = result["inequality"]["gini"]
     assert gini["reform"] < gini["baseline"]
+
+
+def test_a_baseline_is_kept_by_file_year_and_region(tmp_path, monkeypatch):
+    from policyengine_backend._population import impact
+    from policyengine_backend._settings import get_settings
+
+    monkeypatch.setenv("POPULATION_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        key = impact.baseline_key("ab" * 32, 2025, None)
+        assert impact.load_baseline(key) is None
+        impact.store_baseline(key, ({"household_id": np.arange(3)}, None))
+        arrays, inputs = impact.load_baseline(key)
+    finally:
+        get_settings.cache_clear()
+
+    np.testing.assert_array_equal(arrays["household_id"], np.arange(3))
+    assert inputs is None
+    others = {
+        impact.baseline_key("cd" * 32, 2025, None),
+        impact.baseline_key("ab" * 32, 2026, None),
+        impact.baseline_key("ab" * 32, 2025, ds.REGIONS[0]),
+    }
+    assert key not in others and len(others) == 3
