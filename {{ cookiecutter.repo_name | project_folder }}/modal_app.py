@@ -116,6 +116,54 @@ BACKEND_ENV: dict[str, str | None] = {
 }
 
 
+# --- Society-wide impacts (POST /jobs/impact; docs/population.md) ----------
+# The dataset lives in a Volume, filled once per environment by `make data
+# ENV=...` (fetch_population_data) and checked against its pinned digest;
+# run_job (the coordinator) and population_chunk read it from there. The web
+# function never mounts it: it only checks requests.
+POPULATION_VOLUME = modal.Volume.from_name(
+    f"{APP_NAME}-population-data", create_if_missing=True
+)
+POPULATION_DATA_DIR = "/population-data"
+POPULATION_VOLUMES = {POPULATION_DATA_DIR: POPULATION_VOLUME}
+{%- if cookiecutter.country == "us" %}
+# Sized by measurement (synthetic US data, policyengine-us 2.68, one chunk
+# process, 2-core machine): peak memory = 1,989 MB + 0.10 MB per household
+# (250: 2,015 MB; 500: 2,040 MB; 1,000: 2,091 MB), 80-90 s per chunk for
+# baseline and reform. Populace (~57,000 households) in 16 chunks is ~3,600
+# households a chunk, ~2.4 GB by that line; 4 GB leaves room for the real
+# file's many more columns, which only a deploy can measure.
+POPULATION_CHUNKS = 16
+POPULATION_CHUNK_MEMORY_MB = 4096
+{%- else %}
+# Sized by measurement (synthetic UK data, policyengine-uk 2.162, one chunk
+# process, 2-core machine): peak memory = 532 MB + 0.019 MB per household
+# (250: 536 MB; 500: 542 MB; 1,000: 551 MB), 55-60 s per chunk for baseline
+# and reform. The enhanced FRS (~25,000 households) in 8 chunks is ~3,100
+# households a chunk, ~600 MB by that line; 2 GB leaves room for the real
+# file's many more columns, which only a deploy can measure.
+POPULATION_CHUNKS = 8
+POPULATION_CHUNK_MEMORY_MB = 2048
+{%- endif %}
+# Each chunk is CPU-bound Python in one process: one core.
+POPULATION_CHUNK_CPU = 1.0
+POPULATION_CHUNK_TIMEOUT_SECONDS = 1800
+POPULATION_MAX_CONTAINERS = 2 * POPULATION_CHUNKS
+BACKEND_ENV.update(
+    {
+        "POPULATION_DATASET": "{{ "populace" if cookiecutter.country == "us" else "enhanced_frs" }}",
+        "POPULATION_DATA_DIR": POPULATION_DATA_DIR,
+        "POPULATION_CHUNKS": str(POPULATION_CHUNKS),
+    }
+)
+# The chunks' image: the backend's, without the household model's warm-up.
+population_image = (
+    locked_image("--no-dev")
+    .env({"NUMEXPR_MAX_THREADS": "4"})
+    .add_local_python_source("api", "policyengine_backend")
+)
+# --- end of society-wide impacts -------------------------------------------
+
 # The container both the web function and the jobs run in: the same image,
 # memory, CPU, warm snapshot, settings and secrets.
 BACKEND_CONTAINER = dict(
@@ -152,15 +200,66 @@ def fastapi_app():
     **BACKEND_CONTAINER,
     timeout=JOB_FUNCTION_TIMEOUT_SECONDS,
     max_containers=JOB_MAX_CONTAINERS,
+    volumes=POPULATION_VOLUMES,  # society-wide impacts: the dataset
 )
 async def run_job(request: dict) -> tuple[str, bytes]:
     """One job: the JSON body its endpoint would answer for ``request``
     (``{"endpoint": name, "body": {...}, "slot": ...}``)."""
     import api.main  # noqa: F401 - registers the project's endpoints
     from policyengine_backend._jobs import modal as jobs
+    from policyengine_backend._population import impact  # society-wide impacts
     from policyengine_backend._web.app import get_engine
 
+    # Society-wide impacts: their chunks run as population_chunk calls.
+    impact.use_remote(population_chunk, on_write=POPULATION_VOLUME.commit)
+
     return await jobs.run_job(get_engine(), request)
+
+
+# --- Society-wide impacts: the chunk function and the data step ------------
+@app.function(
+    image=population_image,
+    volumes=POPULATION_VOLUMES,
+    memory=POPULATION_CHUNK_MEMORY_MB,
+    cpu=POPULATION_CHUNK_CPU,
+    timeout=POPULATION_CHUNK_TIMEOUT_SECONDS,
+    max_containers=POPULATION_MAX_CONTAINERS,
+    env=BACKEND_ENV,
+)
+def population_chunk(task):
+    """One chunk of households, simulated: the arrays the figures need
+    (policyengine_backend/_population/chunks.py). run_job calls it with
+    ``.map`` over the chunks."""
+    from policyengine_backend._population.chunks import run_chunk
+
+    if not Path(task.path).is_file():
+        POPULATION_VOLUME.reload()  # written since this container started
+    return run_chunk(task)
+
+
+@app.function(
+    image=population_image,
+    volumes=POPULATION_VOLUMES,
+    timeout=3600,
+    env=BACKEND_ENV,
+{%- if cookiecutter.country == "uk" %}
+    # The enhanced FRS is in a private Hugging Face repository.
+    secrets=[modal.Secret.from_name("huggingface-token")],
+{%- endif %}
+)
+def fetch_population_data() -> str:
+    """`make data ENV=...`: the country's default dataset into the Volume,
+    checked against its pinned digest; a file already there and right is
+    kept."""
+    from policyengine_backend._population.dataset import file_sha256
+    from policyengine_backend._population.fetch import fetch
+
+    path = fetch(POPULATION_DATA_DIR)
+    POPULATION_VOLUME.commit()
+    return f"{path} in volume {APP_NAME}-population-data, sha256 {file_sha256(path)}"
+
+
+# --- end of society-wide impacts -------------------------------------------
 
 
 @app.function(image=health_image)

@@ -160,6 +160,13 @@ class JobStatus(Answer):
     message: str | None = Field(
         default=None, description="For an error: what /calculate would have said."
     )
+    # --- Society-wide impacts: how far a pending job has got ---
+    progress: dict[str, int] | None = Field(
+        default=None,
+        description="While pending, for jobs that report it (/jobs/impact): "
+        "units of work done and in total, {done, total}.",
+    )
+    # --- end of society-wide impacts ---
     result: dict[str, Any] | None = Field(
         default=None, description="Once ok: what /calculate returns for the request."
     )

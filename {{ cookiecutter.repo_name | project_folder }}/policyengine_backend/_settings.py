@@ -148,6 +148,21 @@ class Settings(BaseSettings):
     policy_full_build_cache_size: int = Field(1, ge=1)
 {%- endif %}
 
+    # --- Society-wide impacts (POST /jobs/impact; docs/population.md) ------
+    # The dataset an impact uses unless the request names one: "synthetic"
+    # (data/ locally, made on first use) or the country's default, which
+    # modal_app.py sets on Modal (read from its Volume).
+    population_dataset: str = "synthetic"
+    # Where dataset files are: the project's data/ locally; the Volume's
+    # mount on Modal.
+    population_data_dir: str = "data"
+    # Chunks of households an impact is split into (fewer if there are fewer
+    # households); the answer is the same for any number.
+    population_chunks: int = Field(4, ge=1)
+    # Local processes running chunks at once (on Modal: containers instead).
+    population_processes: int = Field(1, ge=1)
+    # --- end of society-wide impacts ------------------------------------------
+
     # Least severe log level written to stdout (and to Logfire, when set
     # up): DEBUG, INFO, WARNING or ERROR. See policyengine_backend/_logs.py.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

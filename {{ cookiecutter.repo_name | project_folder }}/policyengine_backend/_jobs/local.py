@@ -27,6 +27,7 @@ from policyengine_backend._errors import (
     field_error,
 )
 from policyengine_backend._jobs.run import failed, run
+from policyengine_backend._population import progress
 
 MB = 1024 * 1024
 
@@ -76,6 +77,9 @@ class LocalJobs:
         return job_id
 
     async def _run(self, job_id: str, request: dict) -> None:
+        # --- Society-wide impacts: the job reports progress under its id ---
+        progress.current_job.set(job_id)
+        # --- end of society-wide impacts ---
         try:
             answer = await run(self.engine, request)
         except asyncio.CancelledError:

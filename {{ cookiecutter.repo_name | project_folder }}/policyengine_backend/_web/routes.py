@@ -25,6 +25,9 @@ from policyengine_backend._models import (
     ParameterResponse,
     VariableResponse,
 )
+from policyengine_backend._population import impact as population_impact
+from policyengine_backend._population import progress as population_progress
+from policyengine_backend._population.request import ImpactRequest
 from policyengine_backend._settings import COUNTRY, COUNTRY_PACKAGE, PACKAGE_VERSION
 from policyengine_backend._web.endpoints import add_job_route, worker_endpoint
 from policyengine_backend._web.responses import CALCULATION_ERRORS, NOT_FOUND
@@ -85,6 +88,12 @@ add_job_route(
 )
 
 
+# --- Society-wide impacts (policyengine_backend/_population/) ---------------
+# POST /jobs/impact: only a job (it runs for minutes); docs/population.md.
+add_job_route(router, "impact", ImpactRequest, answer=population_impact.answer)
+# --- end of society-wide impacts ----------------------------------------------
+
+
 @router.get("/jobs/{job_id}", response_model=JobStatus, responses=NOT_FOUND)
 async def job_status(job_id: str, http: Request) -> Response:
     """ "pending" until the job is done; then exactly what its endpoint would
@@ -93,7 +102,11 @@ async def job_status(job_id: str, http: Request) -> Response:
     you would the answer."""
     answer = await http.app.state.jobs.answer(job_id)
     if answer is None:
-        return JSONResponse(content=JobStatus(status="pending").model_dump())
+        # --- Society-wide impacts: a job's progress while it runs ---
+        done = await population_progress.read(job_id)
+        pending = JobStatus(status="pending", progress=done)
+        # --- end of society-wide impacts ---
+        return JSONResponse(content=pending.model_dump())
     return Response(answer, media_type="application/json")
 
 

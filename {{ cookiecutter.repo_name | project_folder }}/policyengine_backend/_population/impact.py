@@ -1,0 +1,286 @@
+"""The ``/jobs/impact`` job: coordinate the chunks, reduce, answer.
+
+``coordinate`` is the whole job wherever it runs: read the dataset (its
+digest checked), run the baseline's chunks and the reform's, and reduce them
+to policyengine-api's economy comparison with where the data came from. The
+chunks run through a ``Mapper``:
+
+- locally (``make dev``, tests): the job runs in a process forked from the
+  warm server, never in the server itself, and its chunks in a pool of
+  ``POPULATION_PROCESSES`` processes forked from that one;
+- on Modal: the job runs in the ``run_job`` container, and its chunks in
+  containers of ``population_chunk`` (``.map``) that read the file from the
+  Volume; modal_app.py switches to that with ``use_remote``.
+
+Progress (chunks done of chunks to run) goes to ``progress.py``. A
+baseline (file, year, region, model version) is computed once and kept
+beside the data; a later reform on it simulates only its own half.
+"""
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import pickle
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from policyengine_backend._engine.engine import encode_answer
+from policyengine_backend._errors import (
+    BackendError,
+    Bug,
+    CalculationTimeout,
+    Problem,
+    Unavailable,
+)
+from policyengine_backend._population import (
+    chunks,
+    coupled,
+    datasets,
+    economy,
+    progress,
+)
+from policyengine_backend._population import dataset as ds
+from policyengine_backend._settings import MODEL_VERSION, get_settings
+
+logger = logging.getLogger(__name__)
+
+Report = Callable[[int, int], None]
+
+# Set by modal_app.py in Modal's containers: runs tasks in other containers.
+_remote: chunks.Mapper | None = None
+_on_write: Callable[[], None] | None = None
+
+
+def use_remote(function: Any, on_write: Callable[[], None] | None = None) -> None:
+    """Run chunks as calls of ``function`` (a Modal Function) with ``.map``;
+    ``on_write`` makes a kept baseline visible elsewhere (a Volume's commit)."""
+    global _remote, _on_write
+    _on_write = on_write
+
+    def run(tasks, done):
+        results = []
+        for arrays in function.map(list(tasks), order_outputs=True):
+            results.append(arrays)
+            done()
+        return results
+
+    _remote = run
+
+
+def chunk_count(households: int) -> int:
+    """POPULATION_CHUNKS, or fewer if there are fewer households."""
+    return max(1, min(get_settings().population_chunks, households))
+
+
+def coordinate(body: dict, report: Report, mapper: chunks.Mapper | None = None) -> dict:
+    """The job's result for a checked request ``body``."""
+    spec = datasets.get(body.get("dataset"))
+    path = spec.path
+    if spec.synthetic and not path.exists():
+        # A fresh project serves impacts out of the box, from synthetic data.
+        from policyengine_backend._population import synthetic
+
+        synthetic.write(path, datasets.SYNTHETIC_HOUSEHOLDS, datasets.SYNTHETIC_SEED)
+    # Digest once here; every chunk's reading of the file is checked against it.
+    sha256 = spec.sha256
+    if sha256 is None and path.is_file():
+        sha256 = ds.file_sha256(path)
+    year, region, policy = body["year"], body.get("region"), body["policy"]
+    try:
+        data = chunks.load(str(path), sha256, region)
+    except ValueError as error:  # no households in the region
+        if isinstance(error, ds.DatasetError):
+            raise
+        raise Problem(("region",), str(error)) from None
+    count = chunk_count(len(ds.household_order(data)))
+    mapper = mapper or chunks.map_local(data, get_settings().population_processes)
+
+    done = 0
+
+    def one_done() -> None:
+        nonlocal done
+        done += 1
+        report(done, 2 * count)
+
+    def tasks(side_policy: dict | None, n: int) -> list[chunks.Chunk]:
+        return [
+            chunks.Chunk(str(path), sha256, region, i, n, year, side_policy)
+            for i in range(n)
+        ]
+
+    key = baseline_key(sha256, year, region)
+    stored = load_baseline(key)
+    if stored is None:
+        report(0, 2 * count)
+        baseline, inputs = chunks.simulate(data, tasks(None, count), mapper, one_done)
+        store_baseline(key, (baseline, inputs))
+    else:
+        # Current law on this file, year and region, with this model: kept
+        # from an earlier job, so only the reform is simulated.
+        logger.info("baseline reused", extra={"baseline": key})
+        baseline, inputs = stored
+        done = count
+        report(done, 2 * count)
+    try:
+        reform, _ = chunks.simulate(
+            data, tasks(policy, count), mapper, one_done, start=inputs
+        )
+    except coupled.CoupledPolicy:
+        # The policy reads the whole population: one chunk (the baseline's
+        # arrays stand, being the same for any chunking).
+        logger.info("the policy is population-wide: its reform runs in one chunk")
+        reform, _ = chunks.simulate(data, tasks(policy, 1), mapper)
+    result = economy.impact(baseline, reform)
+    result.update(
+        model_version=MODEL_VERSION,
+        dataset={
+            "name": spec.name,
+            "sha256": sha256,
+            "file": str(path),
+            "synthetic": spec.synthetic,
+        },
+        year=year,
+        region=region,
+    )
+    return result
+
+
+def baseline_key(sha256: str | None, year: int, region: str | None) -> str:
+    """What a baseline depends on: the file's bytes, the year, the region
+    and the model. Not the number of chunks, which changes nothing."""
+    text = json.dumps([sha256, year, region, MODEL_VERSION])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def baseline_path(key: str) -> Path:
+    return Path(get_settings().population_data_dir) / ".baselines" / f"{key}.pkl"
+
+
+def load_baseline(key: str) -> Any:
+    """A kept baseline's arrays and population inputs, or None. The files
+    are this backend's own, written by ``store_baseline``."""
+    path = baseline_path(key)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except Exception:  # a damaged file is computed again, and replaced
+        logger.warning("kept baseline %s is unreadable; computing it again", path)
+        return None
+
+
+def store_baseline(key: str, baseline: Any) -> None:
+    """Keep a baseline beside the data (on Modal, in the Volume), written
+    to a temporary name and renamed into place."""
+    path = baseline_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(temporary, "wb") as handle:
+            pickle.dump(baseline, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, path)
+        if _on_write is not None:
+            _on_write()
+    except OSError:  # a read-only folder: the next job computes it again
+        logger.warning("could not keep the baseline in %s", path.parent)
+
+
+def as_backend_error(error: BaseException) -> BackendError:
+    """What the client is told: a data problem names the file (503: the
+    request may be fine); a field's problem names the field."""
+    if isinstance(error, BackendError):
+        return error
+    if isinstance(error, ds.DatasetError):
+        return Unavailable(str(error))
+    logger.error("impact job failed", exc_info=error)
+    return Bug(f"the impact job failed: {type(error).__name__}")
+
+
+def _in_fork(connection, body: dict, server: int) -> None:
+    """The forked job process: run, send progress and then the outcome."""
+    from policyengine_backend._worker.child import die_with_parent, let_go_of_sockets
+
+    die_with_parent(server)
+    let_go_of_sockets(keep=connection.fileno())
+    try:
+        result = coordinate(body, lambda d, t: connection.send(("progress", d, t)))
+        connection.send(("ok", encode_answer(result)))
+    except BaseException as error:
+        # As plain data: exceptions with their own __init__ do not unpickle.
+        problem = as_backend_error(error)
+        connection.send(("error", problem.status, str(problem), problem.errors))
+    finally:
+        connection.close()
+        os._exit(0)
+
+
+async def answer(engine: Any, body: dict, limit: Any) -> bytes:
+    """The job's answer (``COMPOSED["impact"]``). Raises a BackendError."""
+    job = progress.job_id()
+    if _remote is not None:
+        remote = _remote
+
+        def report(done: int, total: int) -> None:
+            progress.report(job, done, total)
+
+        try:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(coordinate, body, report, remote), limit.seconds
+            )
+        except TimeoutError:
+            raise CalculationTimeout(
+                f"the impact did not finish within {limit.seconds:g} s ({limit.variable})"
+            ) from None
+        except Exception as error:
+            raise as_backend_error(error) from None
+        return encode_answer(result)
+    return await _local(body, limit, job)
+
+
+async def _local(body: dict, limit: Any, job: str | None) -> bytes:
+    from policyengine_backend._worker.supervisor import FORK
+
+    receive, send = FORK.Pipe(duplex=False)
+    # Not a daemon: daemons may not start the chunks' pool. It dies with
+    # this process all the same (die_with_parent), and is ended below.
+    process = FORK.Process(target=_in_fork, args=(send, body, os.getpid()))
+    process.start()
+    send.close()
+    deadline = time.monotonic() + limit.seconds
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CalculationTimeout(
+                    f"the impact did not finish within {limit.seconds:g} s ({limit.variable})"
+                )
+            if not await asyncio.to_thread(receive.poll, min(left, 1.0)):
+                if not process.is_alive() and not receive.poll():
+                    raise Bug(
+                        f"the impact job's process ended (exit code {process.exitcode})"
+                    )
+                continue
+            try:
+                message = receive.recv()
+            except EOFError:
+                raise Bug("the impact job's process ended without an answer") from None
+            if message[0] == "progress":
+                progress.report(job, message[1], message[2])
+            elif message[0] == "ok":
+                return message[1]
+            else:
+                error = BackendError(message[2], message[3])
+                error.status = message[1]
+                raise error
+    finally:
+        receive.close()
+        if process.is_alive():
+            process.kill()
+        await asyncio.to_thread(process.join, 5)
+        if job is not None:
+            progress.forget(job)

@@ -1,0 +1,77 @@
+"""The request of ``POST /jobs/impact``, checked before the job starts.
+
+Each field is checked here, so a bad one is a 422 naming it before any data
+is read: the dataset must be a configured name, the region one the country
+has, the year one the dataset and model cover. The policy is checked against
+the model by the job route, as every policy is.
+"""
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from policyengine_backend._models import Policy
+from policyengine_backend._population import datasets
+from policyengine_backend._population.dataset import normalise_region, supported_years
+from policyengine_backend.examples import EXAMPLE_POLICY
+
+IMPACT_EXAMPLES: Any = [
+    {"policy": EXAMPLE_POLICY},
+    {"policy": EXAMPLE_POLICY, "region": "{{ "CA" if cookiecutter.country == "us" else "WALES" }}", "year": 2026},
+]
+
+
+class ImpactRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": IMPACT_EXAMPLES}
+    )
+
+    policy: Policy = Field(
+        description="Parametric reform: parameter name -> {'start.stop': value}."
+    )
+    dataset: str | None = Field(
+        default=None,
+        description="A configured dataset: 'synthetic' or '"
+        + datasets.REAL
+        + "'. Left out: POPULATION_DATASET.",
+    )
+    region: str | None = Field(
+        default=None,
+{%- if cookiecutter.country == "us" %}
+        description="A state code such as CA; left out: the whole country.",
+{%- else %}
+        description="ENGLAND, SCOTLAND, WALES or NORTHERN_IRELAND; "
+        "left out: the whole country.",
+{%- endif %}
+    )
+    year: int = Field(
+        default_factory=lambda: date.today().year,
+        description="The year simulated. Left out: this year, as the model's own default.",
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def configured(cls, value: str | None) -> str:
+        names = datasets.configured()
+        name = value or datasets.get(None).name
+        if name not in names:
+            raise ValueError(f"unknown dataset; expected one of {', '.join(names)}")
+        return name
+
+    @field_validator("region")
+    @classmethod
+    def known_region(cls, value: str | None) -> str | None:
+        return normalise_region(value)
+
+    @field_validator("year", mode="after")
+    @classmethod
+    def covered(cls, value: int, info: ValidationInfo) -> int:
+        name = info.data.get("dataset")
+        start = datasets.get(name).year if name else datasets.get(None).year
+        years = supported_years(start)
+        if value not in years:
+            raise ValueError(
+                f"the dataset and model cover {years.start}-{years.stop - 1}"
+            )
+        return value
