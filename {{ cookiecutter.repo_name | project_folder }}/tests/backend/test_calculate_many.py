@@ -183,6 +183,7 @@ def test_a_batch_over_a_limit_is_refused_before_the_model(make_engine):
 def test_worker_functions_get_results_by_their_own_names(engine, reference):
     """``simulations.many``, as a worker function uses it."""
     from policyengine_backend._model.functions import Simulations
+    from policyengine_backend._model.household import json_value
 
     households = {"left": household(15_000, 0), "right": household(70_000, 2)}
     batch = Simulations(engine.systems).many(households)
@@ -194,4 +195,5 @@ def test_worker_functions_get_results_by_their_own_names(engine, reference):
     assert list(values) == list(households)
     for name, result in filled.items():
         home = next(iter(result["households"].values()))
-        assert values[name].tolist() == [home["household_net_income"]["2025"]]
+        answer = home["household_net_income"]["2025"]
+        assert [json_value(value) for value in values[name]] == [answer]
