@@ -79,6 +79,46 @@ def test_each_household_equals_its_own_simulation(client, reference):
     assert len({value["2025"] for value in incomes.values()}) == len(households)
 
 
+# A policy that switches on a structural reform in the US (policyengine-us
+# swaps in its own CTC formula); two parameters at once in the UK.
+STRUCTURAL = (
+    {
+        "gov.contrib.ctc.oldest_child_supplement.in_effect": {
+            "2020-01-01.2100-12-31": True
+        },
+        "gov.contrib.ctc.oldest_child_supplement.amount": {
+            "2020-01-01.2100-12-31": 1000
+        },
+    }
+    if COUNTRY == "us"
+    else {
+        "gov.dwp.universal_credit.means_test.reduction_rate": {
+            "2025-01-01.2100-12-31": 0.5
+        },
+        "gov.hmrc.income_tax.rates.uk[0].rate": {"2025-01-01.2100-12-31": 0.22},
+    }
+)
+
+
+@pytest.mark.ci
+def test_mixed_households_under_a_structural_policy(client, reference):
+    """A dozen households of mixed places, earnings and sizes, every one
+    with the same names, under a policy: each equals its own Simulation
+    (policyengine's own, a full system build each: hence ci)."""
+    households = {
+        f"{i}": household(9_000 * i, i % len(PLACES), children=i % 3 != 0)
+        for i in range(12)
+    }
+
+    response = many(client, households, STRUCTURAL)
+
+    assert response.status_code == 200, response.text
+    for name, sent in households.items():
+        assert_same_values(
+            response.json()["result"][name], reference(sent, STRUCTURAL), name
+        )
+
+
 def test_each_household_is_cached_as_its_own_calculate(client, engine, monkeypatch):
     first, second = household(41_000, 0), household(52_000, 1)
     single = client.post("/calculate", json={"household": first})
