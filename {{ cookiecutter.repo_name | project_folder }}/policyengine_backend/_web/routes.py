@@ -115,7 +115,8 @@ register(
 async def calculate_many(request: CalculateManyRequest, http: Request) -> Response:
     """Many households at once, each as /calculate would answer it, by the
     names you give them. They are calculated together in one vectorised
-    simulation per policy, so a batch costs little more than one household.
+    simulation per policy, so a batch costs a fraction of its households
+    sent one by one.
     A household the model refuses is a 400 whose field errors start with
     households and its name. Each household shares /calculate's cache."""
     body = request_body(request)
