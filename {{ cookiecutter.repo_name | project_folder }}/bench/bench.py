@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 import dashboard  # noqa: E402
+import many  # noqa: E402
 import memory  # noqa: E402
 import served  # noqa: E402
 
@@ -198,6 +199,7 @@ def main() -> None:
 
     dashboard_rows = dashboard.measure(client, engine, household_with, policy_number)
     memory_rows = memory.measure(lambda h, p: send(h, p).status_code, engine)
+    many_rows = many.measure(client, engine)
 
     # The naive backend, last, so its memory does not count against ours.
     naive_policy, naive_result = timed(
@@ -329,6 +331,7 @@ def main() -> None:
     print(f"{'':44} {'peak':>9} {'final':>9} {'not 200':>8}")
     for name, peak, final, failed in memory_rows:
         print(f"{name:44} {peak:9.0f} {final:9.0f} {failed:8d}")
+    many.report(many_rows)
     print(f"\nfirst-seen policies give the naive results exactly: {identical}")
 
 

@@ -142,6 +142,43 @@ class CompareResponse(Envelope):
     result: Comparison
 
 
+# --- Many households: /calculate-many -----------------------------------------
+
+CALCULATE_MANY_EXAMPLES: Any = [
+    {"households": {"first": EXAMPLE_HOUSEHOLD, "second": EXAMPLE_HOUSEHOLD}},
+    {"households": {"first": EXAMPLE_HOUSEHOLD}, "policy": EXAMPLE_POLICY},
+]
+
+
+class CalculateManyRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": CALCULATE_MANY_EXAMPLES},
+    )
+
+    households: dict[str, Household] = Field(
+        min_length=1,
+        description="Households by your own names (at most MAX_HOUSEHOLDS), each "
+        "as /calculate takes it: null asks for a value. People and groups may "
+        "have the same names in several households.",
+    )
+    policy: Policy | None = Field(
+        default=None,
+        description="Parametric reform for every household: parameter name -> "
+        "{'start.stop': value}.",
+    )
+
+
+class CalculateManyResponse(Envelope):
+    result: dict[str, dict[str, Any]] = Field(
+        description="Each household by its name, with every null filled in, "
+        "as /calculate answers it."
+    )
+
+
+# --- end of many households --------------------------------------------------
+
+
 class JobAccepted(Answer):
     status: Literal["pending"] = "pending"
     message: str | None = None

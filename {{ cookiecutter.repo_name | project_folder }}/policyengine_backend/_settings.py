@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # Values computed for the answer: requested values x people x axis
     # points. Bounds the simulation's size and the answer's.
     max_values: int = Field(200_000, gt=0)
+    # /calculate-many: households in one request, and their
+    # people in all. The batch's values, summed, count against MAX_VALUES.
+    max_households: int = Field(500, gt=0)
+    max_batch_people: int = Field(2_500, gt=0)
 
     # A request gets this long from arrival to answer, waiting included;
     # past it the answer is a 504 and the calculation is stopped. At most

@@ -14,8 +14,9 @@ export interface paths {
         /**
          * Health
          * @description 200 when the backend can calculate: the model is loaded and warmed
-         *     up, and the calculation worker is alive (one found dead is replaced
-         *     here). 503 while starting, or when no worker can run.
+         *     up, the calculation worker answers (one found dead or silent is
+         *     replaced here), memory can be read, and calculations are not failing
+         *     one after another. 503 otherwise, with the reason.
          */
         get: operations["health_health_get"];
         put?: never;
@@ -66,26 +67,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/jobs": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Start /calculate as a job
-         * @description Start a /calculate that runs for up to JOB_TIMEOUT_SECONDS; ask GET /jobs/{job_id} for its answer. A bad request is refused here, at once, as /calculate would refuse it.
-         */
-        post: operations["submit_jobs"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/compare": {
         parameters: {
             query?: never;
@@ -128,6 +109,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/calculate-many": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Calculate Many
+         * @description Many households at once, each as /calculate would answer it, by the
+         *     names you give them. They are calculated together in one vectorised
+         *     simulation per policy, so a batch costs a fraction of its households
+         *     sent one by one.
+         *     A household the model refuses is a 400 whose field errors start with
+         *     households and its name. Each household shares /calculate's cache.
+         */
+        post: operations["calculate_many_calculate_many_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/calculate-many": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start /calculate-many as a job
+         * @description Start a /calculate-many that runs for up to JOB_TIMEOUT_SECONDS; ask GET /jobs/{job_id} for its answer. A bad request is refused here, at once, as /calculate-many would refuse it.
+         */
+        post: operations["submit_jobs_calculate_many"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/jobs/{job_id}": {
         parameters: {
             query?: never;
@@ -137,8 +163,10 @@ export interface paths {
         };
         /**
          * Job Status
-         * @description "pending" until the job is done; then exactly what /calculate would
-         *     have answered ("ok" with the result, or "error" with its message).
+         * @description "pending" until the job is done; then exactly what its endpoint would
+         *     have answered ("ok" with the result, or "error" with its message and
+         *     status_code). The job id is all it takes to read the answer: share it as
+         *     you would the answer.
          */
         get: operations["job_status_jobs__job_id__get"];
         put?: never;
@@ -266,6 +294,186 @@ export interface components {
              * @default 0
              */
             index?: number;
+        };
+        /**
+         * CalculateManyRequest
+         * @example {
+         *       "households": {
+         *         "first": {
+         *           "people": {
+         *             "parent": {
+         *               "age": {
+         *                 "2025": 35
+         *               },
+         *               "employment_income": {
+         *                 "2025": 30000
+         *               }
+         *             },
+         *             "child": {
+         *               "age": {
+         *                 "2025": 6
+         *               }
+         *             }
+         *           },
+         *           "benunits": {
+         *             "benunit": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "child_benefit": {
+         *                 "2025": null
+         *               },
+         *               "universal_credit": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           },
+         *           "households": {
+         *             "household": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "household_net_income": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           }
+         *         },
+         *         "second": {
+         *           "people": {
+         *             "parent": {
+         *               "age": {
+         *                 "2025": 35
+         *               },
+         *               "employment_income": {
+         *                 "2025": 30000
+         *               }
+         *             },
+         *             "child": {
+         *               "age": {
+         *                 "2025": 6
+         *               }
+         *             }
+         *           },
+         *           "benunits": {
+         *             "benunit": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "child_benefit": {
+         *                 "2025": null
+         *               },
+         *               "universal_credit": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           },
+         *           "households": {
+         *             "household": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "household_net_income": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           }
+         *         }
+         *       }
+         *     }
+         * @example {
+         *       "households": {
+         *         "first": {
+         *           "people": {
+         *             "parent": {
+         *               "age": {
+         *                 "2025": 35
+         *               },
+         *               "employment_income": {
+         *                 "2025": 30000
+         *               }
+         *             },
+         *             "child": {
+         *               "age": {
+         *                 "2025": 6
+         *               }
+         *             }
+         *           },
+         *           "benunits": {
+         *             "benunit": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "child_benefit": {
+         *                 "2025": null
+         *               },
+         *               "universal_credit": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           },
+         *           "households": {
+         *             "household": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "household_net_income": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           }
+         *         }
+         *       },
+         *       "policy": {
+         *         "gov.hmrc.income_tax.rates.uk[0].rate": {
+         *           "2025-01-01.2100-12-31": 0.22
+         *         }
+         *       }
+         *     }
+         */
+        CalculateManyRequest: {
+            /**
+             * Households
+             * @description Households by your own names (at most MAX_HOUSEHOLDS), each as /calculate takes it: null asks for a value. People and groups may have the same names in several households.
+             */
+            households: {
+                [key: string]: components["schemas"]["Household"];
+            };
+            /**
+             * Policy
+             * @description Parametric reform for every household: parameter name -> {'start.stop': value}.
+             */
+            policy?: {
+                [key: string]: {
+                    [key: string]: boolean | number;
+                };
+            } | null;
+        };
+        /** CalculateManyResponse */
+        CalculateManyResponse: {
+            /**
+             * Status
+             * @default ok
+             * @constant
+             */
+            status: "ok";
+            /** Message */
+            message: string | null;
+            /**
+             * Result
+             * @description Each household by its name, with every null filled in, as /calculate answers it.
+             */
+            result: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
         };
         /**
          * CalculateRequest
@@ -591,7 +799,7 @@ export interface components {
              * Status
              * @enum {string}
              */
-            status: "ok" | "starting" | "unavailable";
+            status: "ok" | "starting" | "unavailable" | "degraded";
             /** Message */
             message: string | null;
             /** Country */
@@ -840,7 +1048,7 @@ export interface operations {
                     "application/json": components["schemas"]["CalculateResponse"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -867,7 +1075,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -876,7 +1084,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The calculation worker died and there was no time to run it again. */
+            /** @description A fault in the backend's code; the message says where. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -885,7 +1102,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Calculation over its time limit. */
+            /** @description The calculation passed its time limit. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -918,7 +1135,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobAccepted"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -945,7 +1162,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -963,68 +1180,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-        };
-    };
-    submit_jobs: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CalculateRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobAccepted"];
-                };
-            };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Body not received within BODY_TIMEOUT_SECONDS. */
-            408: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Request body over MAX_BODY_BYTES. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Request does not match the schema, or is over a limit. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description MAX_PENDING_JOBS jobs already waiting; try again later. */
-            429: {
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1056,7 +1213,7 @@ export interface operations {
                     "application/json": components["schemas"]["CompareResponse"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1083,7 +1240,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1092,7 +1249,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The calculation worker died and there was no time to run it again. */
+            /** @description A fault in the backend's code; the message says where. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1101,7 +1267,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Calculation over its time limit. */
+            /** @description The calculation passed its time limit. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1134,7 +1300,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobAccepted"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1161,7 +1327,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1172,6 +1338,180 @@ export interface operations {
             };
             /** @description MAX_PENDING_JOBS jobs already waiting; try again later. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    calculate_many_calculate_many_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CalculateManyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CalculateManyResponse"];
+                };
+            };
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Body not received within BODY_TIMEOUT_SECONDS. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body over MAX_BODY_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request does not match the schema, or is over a limit (both named). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault in the backend's code; the message says where. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The calculation passed its time limit. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    submit_jobs_calculate_many: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CalculateManyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobAccepted"];
+                };
+            };
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Body not received within BODY_TIMEOUT_SECONDS. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body over MAX_BODY_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request does not match the schema, or is over a limit (both named). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description MAX_PENDING_JOBS jobs already waiting; try again later. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1201,7 +1541,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobStatus"];
                 };
             };
-            /** @description No such name in the model. */
+            /** @description No such name in the model, or no such job. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1245,7 +1585,7 @@ export interface operations {
                     "application/json": components["schemas"]["ParameterResponse"];
                 };
             };
-            /** @description No such name in the model. */
+            /** @description No such name in the model, or no such job. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1285,7 +1625,7 @@ export interface operations {
                     "application/json": components["schemas"]["VariableResponse"];
                 };
             };
-            /** @description No such name in the model. */
+            /** @description No such name in the model, or no such job. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1327,7 +1667,7 @@ export interface operations {
                     "application/json": components["schemas"]["EarningsChartResponse"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1354,7 +1694,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1363,7 +1703,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The calculation worker died and there was no time to run it again. */
+            /** @description A fault in the backend's code; the message says where. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1372,7 +1721,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Calculation over its time limit. */
+            /** @description The calculation passed its time limit. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1405,7 +1754,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobAccepted"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1432,7 +1781,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1443,6 +1792,15 @@ export interface operations {
             };
             /** @description MAX_PENDING_JOBS jobs already waiting; try again later. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -14,8 +14,9 @@ export interface paths {
         /**
          * Health
          * @description 200 when the backend can calculate: the model is loaded and warmed
-         *     up, and the calculation worker is alive (one found dead is replaced
-         *     here). 503 while starting, or when no worker can run.
+         *     up, the calculation worker answers (one found dead or silent is
+         *     replaced here), memory can be read, and calculations are not failing
+         *     one after another. 503 otherwise, with the reason.
          */
         get: operations["health_health_get"];
         put?: never;
@@ -66,26 +67,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/jobs": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Start /calculate as a job
-         * @description Start a /calculate that runs for up to JOB_TIMEOUT_SECONDS; ask GET /jobs/{job_id} for its answer. A bad request is refused here, at once, as /calculate would refuse it.
-         */
-        post: operations["submit_jobs"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/compare": {
         parameters: {
             query?: never;
@@ -128,6 +109,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/calculate-many": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Calculate Many
+         * @description Many households at once, each as /calculate would answer it, by the
+         *     names you give them. They are calculated together in one vectorised
+         *     simulation per policy, so a batch costs a fraction of its households
+         *     sent one by one.
+         *     A household the model refuses is a 400 whose field errors start with
+         *     households and its name. Each household shares /calculate's cache.
+         */
+        post: operations["calculate_many_calculate_many_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/calculate-many": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start /calculate-many as a job
+         * @description Start a /calculate-many that runs for up to JOB_TIMEOUT_SECONDS; ask GET /jobs/{job_id} for its answer. A bad request is refused here, at once, as /calculate-many would refuse it.
+         */
+        post: operations["submit_jobs_calculate_many"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/jobs/{job_id}": {
         parameters: {
             query?: never;
@@ -137,8 +163,10 @@ export interface paths {
         };
         /**
          * Job Status
-         * @description "pending" until the job is done; then exactly what /calculate would
-         *     have answered ("ok" with the result, or "error" with its message).
+         * @description "pending" until the job is done; then exactly what its endpoint would
+         *     have answered ("ok" with the result, or "error" with its message and
+         *     status_code). The job id is all it takes to read the answer: share it as
+         *     you would the answer.
          */
         get: operations["job_status_jobs__job_id__get"];
         put?: never;
@@ -266,6 +294,297 @@ export interface components {
              * @default 0
              */
             index?: number;
+        };
+        /**
+         * CalculateManyRequest
+         * @example {
+         *       "households": {
+         *         "first": {
+         *           "people": {
+         *             "parent": {
+         *               "age": {
+         *                 "2025": 35
+         *               },
+         *               "employment_income": {
+         *                 "2025": 40000
+         *               }
+         *             },
+         *             "child": {
+         *               "age": {
+         *                 "2025": 6
+         *               }
+         *             }
+         *           },
+         *           "tax_units": {
+         *             "tax_unit": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "income_tax": {
+         *                 "2025": null
+         *               },
+         *               "ctc": {
+         *                 "2025": null
+         *               },
+         *               "eitc": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           },
+         *           "families": {
+         *             "family": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ]
+         *             }
+         *           },
+         *           "spm_units": {
+         *             "spm_unit": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "snap": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           },
+         *           "marital_units": {
+         *             "parent_marital_unit": {
+         *               "members": [
+         *                 "parent"
+         *               ]
+         *             },
+         *             "child_marital_unit": {
+         *               "members": [
+         *                 "child"
+         *               ]
+         *             }
+         *           },
+         *           "households": {
+         *             "household": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "state_name": {
+         *                 "2025": "CA"
+         *               },
+         *               "household_net_income": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           }
+         *         },
+         *         "second": {
+         *           "people": {
+         *             "parent": {
+         *               "age": {
+         *                 "2025": 35
+         *               },
+         *               "employment_income": {
+         *                 "2025": 40000
+         *               }
+         *             },
+         *             "child": {
+         *               "age": {
+         *                 "2025": 6
+         *               }
+         *             }
+         *           },
+         *           "tax_units": {
+         *             "tax_unit": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "income_tax": {
+         *                 "2025": null
+         *               },
+         *               "ctc": {
+         *                 "2025": null
+         *               },
+         *               "eitc": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           },
+         *           "families": {
+         *             "family": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ]
+         *             }
+         *           },
+         *           "spm_units": {
+         *             "spm_unit": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "snap": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           },
+         *           "marital_units": {
+         *             "parent_marital_unit": {
+         *               "members": [
+         *                 "parent"
+         *               ]
+         *             },
+         *             "child_marital_unit": {
+         *               "members": [
+         *                 "child"
+         *               ]
+         *             }
+         *           },
+         *           "households": {
+         *             "household": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "state_name": {
+         *                 "2025": "CA"
+         *               },
+         *               "household_net_income": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           }
+         *         }
+         *       }
+         *     }
+         * @example {
+         *       "households": {
+         *         "first": {
+         *           "people": {
+         *             "parent": {
+         *               "age": {
+         *                 "2025": 35
+         *               },
+         *               "employment_income": {
+         *                 "2025": 40000
+         *               }
+         *             },
+         *             "child": {
+         *               "age": {
+         *                 "2025": 6
+         *               }
+         *             }
+         *           },
+         *           "tax_units": {
+         *             "tax_unit": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "income_tax": {
+         *                 "2025": null
+         *               },
+         *               "ctc": {
+         *                 "2025": null
+         *               },
+         *               "eitc": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           },
+         *           "families": {
+         *             "family": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ]
+         *             }
+         *           },
+         *           "spm_units": {
+         *             "spm_unit": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "snap": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           },
+         *           "marital_units": {
+         *             "parent_marital_unit": {
+         *               "members": [
+         *                 "parent"
+         *               ]
+         *             },
+         *             "child_marital_unit": {
+         *               "members": [
+         *                 "child"
+         *               ]
+         *             }
+         *           },
+         *           "households": {
+         *             "household": {
+         *               "members": [
+         *                 "parent",
+         *                 "child"
+         *               ],
+         *               "state_name": {
+         *                 "2025": "CA"
+         *               },
+         *               "household_net_income": {
+         *                 "2025": null
+         *               }
+         *             }
+         *           }
+         *         }
+         *       },
+         *       "policy": {
+         *         "gov.irs.credits.ctc.amount.base[0].amount": {
+         *           "2025-01-01.2100-12-31": 3000
+         *         }
+         *       }
+         *     }
+         */
+        CalculateManyRequest: {
+            /**
+             * Households
+             * @description Households by your own names (at most MAX_HOUSEHOLDS), each as /calculate takes it: null asks for a value. People and groups may have the same names in several households.
+             */
+            households: {
+                [key: string]: components["schemas"]["Household"];
+            };
+            /**
+             * Policy
+             * @description Parametric reform for every household: parameter name -> {'start.stop': value}.
+             */
+            policy?: {
+                [key: string]: {
+                    [key: string]: boolean | number;
+                };
+            } | null;
+        };
+        /** CalculateManyResponse */
+        CalculateManyResponse: {
+            /**
+             * Status
+             * @default ok
+             * @constant
+             */
+            status: "ok";
+            /** Message */
+            message: string | null;
+            /**
+             * Result
+             * @description Each household by its name, with every null filled in, as /calculate answers it.
+             */
+            result: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
         };
         /**
          * CalculateRequest
@@ -702,7 +1021,7 @@ export interface components {
              * Status
              * @enum {string}
              */
-            status: "ok" | "starting" | "unavailable";
+            status: "ok" | "starting" | "unavailable" | "degraded";
             /** Message */
             message: string | null;
             /** Country */
@@ -975,7 +1294,7 @@ export interface operations {
                     "application/json": components["schemas"]["CalculateResponse"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1002,7 +1321,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1011,7 +1330,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The calculation worker died and there was no time to run it again. */
+            /** @description A fault in the backend's code; the message says where. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1020,7 +1348,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Calculation over its time limit. */
+            /** @description The calculation passed its time limit. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1053,7 +1381,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobAccepted"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1080,7 +1408,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1098,68 +1426,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-        };
-    };
-    submit_jobs: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CalculateRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobAccepted"];
-                };
-            };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Body not received within BODY_TIMEOUT_SECONDS. */
-            408: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Request body over MAX_BODY_BYTES. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Request does not match the schema, or is over a limit. */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description MAX_PENDING_JOBS jobs already waiting; try again later. */
-            429: {
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1191,7 +1459,7 @@ export interface operations {
                     "application/json": components["schemas"]["CompareResponse"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1218,7 +1486,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1227,7 +1495,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The calculation worker died and there was no time to run it again. */
+            /** @description A fault in the backend's code; the message says where. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1236,7 +1513,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Calculation over its time limit. */
+            /** @description The calculation passed its time limit. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1269,7 +1546,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobAccepted"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1296,7 +1573,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1307,6 +1584,180 @@ export interface operations {
             };
             /** @description MAX_PENDING_JOBS jobs already waiting; try again later. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    calculate_many_calculate_many_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CalculateManyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CalculateManyResponse"];
+                };
+            };
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Body not received within BODY_TIMEOUT_SECONDS. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body over MAX_BODY_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request does not match the schema, or is over a limit (both named). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A fault in the backend's code; the message says where. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The calculation passed its time limit. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    submit_jobs_calculate_many: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CalculateManyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobAccepted"];
+                };
+            };
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Body not received within BODY_TIMEOUT_SECONDS. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body over MAX_BODY_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request does not match the schema, or is over a limit (both named). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description MAX_PENDING_JOBS jobs already waiting; try again later. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1336,7 +1787,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobStatus"];
                 };
             };
-            /** @description No such name in the model. */
+            /** @description No such name in the model, or no such job. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1380,7 +1831,7 @@ export interface operations {
                     "application/json": components["schemas"]["ParameterResponse"];
                 };
             };
-            /** @description No such name in the model. */
+            /** @description No such name in the model, or no such job. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1420,7 +1871,7 @@ export interface operations {
                     "application/json": components["schemas"]["VariableResponse"];
                 };
             };
-            /** @description No such name in the model. */
+            /** @description No such name in the model, or no such job. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1462,7 +1913,7 @@ export interface operations {
                     "application/json": components["schemas"]["EarningsChartResponse"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1489,7 +1940,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1498,7 +1949,16 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The calculation worker died and there was no time to run it again. */
+            /** @description A fault in the backend's code; the message says where. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1507,7 +1967,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Calculation over its time limit. */
+            /** @description The calculation passed its time limit. */
             504: {
                 headers: {
                     [name: string]: unknown;
@@ -1540,7 +2000,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobAccepted"];
                 };
             };
-            /** @description Unknown variable, parameter or period, or a value the model cannot take. */
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1567,7 +2027,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Request does not match the schema, or is over a limit. */
+            /** @description Request does not match the schema, or is over a limit (both named). */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1578,6 +2038,15 @@ export interface operations {
             };
             /** @description MAX_PENDING_JOBS jobs already waiting; try again later. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

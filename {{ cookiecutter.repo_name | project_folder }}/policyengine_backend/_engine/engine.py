@@ -73,11 +73,22 @@ def years_of(body: dict) -> tuple[str, ...]:
         if isinstance(body.get("household"), dict)
         else set()
     )
+    # /calculate-many's households.
+    for household in (body.get("households") or {}).values():
+        years |= years_named(household) if isinstance(household, dict) else set()
     named = body["years"] if isinstance(body.get("years"), list) else [body.get("year")]
     years |= {
         str(year) for year in named if isinstance(year, int) and 1000 <= year <= 9999
     }
     return tuple(sorted(years))
+
+
+def request_key(name: str, key: str, body: dict) -> str:
+    """The answer cache's key of a request to worker function ``name``
+    under the policy whose key is ``key``. A ``/calculate-many`` household
+    is cached under its ``/calculate`` key, so each reuses the other's."""
+    rest = {field: value for field, value in body.items() if field != "policy"}
+    return json.dumps([name, key, rest], separators=(",", ":"))
 
 
 class Engine:
@@ -329,6 +340,81 @@ class Engine:
                 raise Problem.of(errors, status)
         return key
 
+    # --- Many households: /calculate-many -------------------------------------
+
+    async def calculate_many(
+        self,
+        households: dict[str, dict],
+        policy: dict | None,
+        limit: TimeLimit | None = None,
+    ) -> bytes:
+        """The answer to ``/calculate-many``: each household filled in, by
+        its name, as JSON bytes.
+
+        Each household is cached under its own ``/calculate`` key: those
+        answered before (by either endpoint) come from the cache, and the
+        rest are calculated together in one worker job (one vectorised
+        Simulation, usually), then cached one by one.
+        """
+        limit = limit or self.time_limit()
+        deadline = limit.deadline(time.monotonic())
+        key = await self.check_many(households, policy, deadline)
+        keys = {
+            name: request_key("calculate", key, {"household": household})
+            for name, household in households.items()
+        }
+        results: dict[str, Any] = {}
+        for name in households:
+            if (cached := self.answers.cache.get(keys[name])) is not None:
+                results[name] = json.loads(cached)["result"]
+        missing = {name: h for name, h in households.items() if name not in results}
+        note(households=len(households), households_cached=len(results))
+        if missing:
+            body = {"households": missing, "policy": policy}
+            answer = await self._calculate("calculate-many", body, key, deadline, limit)
+            for name, result in json.loads(answer)["result"].items():
+                self.answers.cache.put(keys[name], encode_answer(result))
+                results[name] = result
+        return encode_answer({name: results[name] for name in households})
+
+    async def check_many(
+        self,
+        households: dict[str, dict],
+        policy: dict | None,
+        deadline: Deadline | None = None,
+    ) -> str:
+        """``check`` for many households: the policy's key, once the batch is
+        within the limits (else a 422) and every household and the policy
+        are ones the model takes (else a 400 at ``households.<name>...``)."""
+        from policyengine_backend._engine.many import (
+            check_many_households,
+            check_many_limits,
+        )
+
+        with tracer.start_as_current_span("check request"):
+            if errors := check_many_limits(households, policy, self.settings):
+                raise Problem.of(errors, status=422)
+            await self._until_ready(
+                deadline or self.time_limit().deadline(time.monotonic())
+            )
+
+            def check() -> None:
+                system = self.systems.baseline
+                errors = check_many_households(system, households)
+                if policy:
+                    errors += check_policy(system, policy)
+                if errors:
+                    raise Problem.of(errors)
+
+            await asyncio.to_thread(check)
+            key = policy_key(policy)
+            if policy and (failed := self.failed_policies.get(key)):
+                status, errors = json.loads(failed)
+                raise Problem.of(errors, status)
+        return key
+
+    # --- end of many households ------------------------------------------------
+
     def _check(self, household: dict | None, policy: dict | None) -> None:
         system = self.systems.baseline
         errors = check_household(system, household) if household is not None else []
@@ -349,14 +435,13 @@ class Engine:
         # Equal for policies policyengine applies alike. The household's own
         # order is kept: member order decides which person an axis varies,
         # and the answer echoes what was sent.
-        rest = {field: value for field, value in body.items() if field != "policy"}
-        request_key = json.dumps([name, key, rest], separators=(",", ":"))
+        key_of_request = request_key(name, key, body)
 
         async def calculate(shared: Deadline) -> bytes:
             return await self._calculate(name, body, key, shared, limit)
 
         try:
-            return await self.answers.answer(request_key, calculate, deadline, label)
+            return await self.answers.answer(key_of_request, calculate, deadline, label)
         except TimeoutError:
             raise CalculationTimeout(
                 f"the calculation did not finish within {limit.seconds:g} s ({limit.variable})"

@@ -9,13 +9,14 @@ knows every function the server does.
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
 from policyengine_backend._errors import PolicyFailed, Problem
+from policyengine_backend._settings import COUNTRY
 
 # How a policy's system was made (``systems.path_for``), as the logs say it:
 # current law; derived from the baseline by copying only the changed
@@ -55,6 +56,47 @@ class Simulations:
             self.policy_path = POLICY_PATHS[how]
         self.stages.setdefault("build simulation", (started, time.time_ns()))
         return simulation
+
+    # --- Many households ------------------------------------------------------
+
+    def many(self, situations: Mapping[str, dict], policy: dict | None = None):
+        """Many households under one policy, calculated together.
+
+        ``situations`` maps the caller's own names to households; the answer
+        (a ``Batch``, ``_model/batch/``) gives results by those names:
+        ``.calculate(variable, period)`` each household's array over the
+        variable's entity, ``.fill()`` each household with its nulls filled.
+        Households share vectorised Simulations (one, usually), so N cost
+        little more than one, yet each is answered as its own Simulation
+        would. Person and group names may repeat across households.
+
+        A household the model refuses is a 400 located at
+        ``households.<name>`` and below (``BatchError``); the others are
+        still calculated and kept on the error's ``results``. Each household
+        counts toward the request's limits, as ``simulation``'s does.
+        """
+        from policyengine_backend._model.batch import Batch
+
+        started = time.time_ns()
+        for situation in situations.values():
+            if errors := self._check_size(situation):
+                raise Problem.of(errors, status=422)
+            self.axis_points = max(self.axis_points, _axis_points(situation))
+        try:
+            how = self._systems.path_for(policy or None)
+        except Exception as error:  # noqa: BLE001 - policyengine's own build refuses it
+            raise PolicyFailed(f"{type(error).__name__}: {error}") from None
+        if self.policy_path in (None, "baseline"):
+            self.policy_path = POLICY_PATHS[how]
+        batch = Batch(
+            situations,
+            COUNTRY,
+            lambda situation: self._systems.simulation(situation, policy or None),
+        )
+        self.stages.setdefault("build simulation", (started, time.time_ns()))
+        return batch
+
+    # --- end of many households ------------------------------------------------
 
 
 def _axis_points(situation: dict) -> int:

@@ -22,7 +22,11 @@ from policyengine_backend import _logs as logs
 from policyengine_backend._engine.engine import MB, Engine
 from policyengine_backend._jobs.local import LocalJobs
 from policyengine_backend._model.metadata import ModelMetadata
-from policyengine_backend._models import CALCULATE_EXAMPLES, COMPARE_EXAMPLES
+from policyengine_backend._models import (
+    CALCULATE_EXAMPLES,
+    CALCULATE_MANY_EXAMPLES,
+    COMPARE_EXAMPLES,
+)
 from policyengine_backend._settings import APP_NAME, MODEL_VERSION, get_settings
 from policyengine_backend._web import docs, routes
 from policyengine_backend._web.guards import LoopWatch, refuse_simulations_in_the_server
@@ -154,6 +158,7 @@ def openapi_with_nulls(app: FastAPI) -> dict:
         schemas = schema["components"]["schemas"]
         schemas["CalculateRequest"]["examples"] = CALCULATE_EXAMPLES
         schemas["CompareRequest"]["examples"] = COMPARE_EXAMPLES
+        schemas["CalculateManyRequest"]["examples"] = CALCULATE_MANY_EXAMPLES
         refer_422s_to_error_response(schema)
         app.openapi_schema = schema
     return app.openapi_schema

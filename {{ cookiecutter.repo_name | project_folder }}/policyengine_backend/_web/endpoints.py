@@ -39,6 +39,13 @@ def request_body(request: BaseModel) -> dict:
     for field, value in request:
         if isinstance(value, Household):
             body[field] = value.model_dump(exclude_unset=True)
+        elif isinstance(value, dict) and any(
+            isinstance(each, Household) for each in value.values()
+        ):  # households by name (/calculate-many)
+            body[field] = {
+                name: each.model_dump(exclude_unset=True)
+                for name, each in value.items()
+            }
     return body
 
 
@@ -125,17 +132,24 @@ def add_job_route(
     name: str,
     body_type: Any,
     answer: Callable[[Engine, dict, TimeLimit], Awaitable[bytes]] | None = None,
+    check: Callable[[Engine, dict], Awaitable[Any]] | None = None,
 ) -> None:
     """``POST /jobs/<name>``: the endpoint's request, answered later at
     ``GET /jobs/{job_id}`` with the endpoint's own body. ``answer`` is how
-    a job of an endpoint that is not a worker function is done."""
+    a job of an endpoint that is not a worker function is done; ``check``
+    how its request is checked at submission, if not as ``household`` and
+    ``policy`` fields."""
     if answer is not None:
         COMPOSED[name] = answer
 
     async def submit(request: body_type, http: Request) -> JSONResponse:  # type: ignore[valid-type]
         body = request_body(request)
         # A bad request is refused now, as the endpoint would refuse it.
-        await http.app.state.engine.check(body.get("household"), body.get("policy"))
+        engine = http.app.state.engine
+        if check is not None:
+            await check(engine, body)
+        else:
+            await engine.check(body.get("household"), body.get("policy"))
         job_id = await http.app.state.jobs.submit({"endpoint": name, "body": body})
         logs.note(job_id=job_id)
         return JSONResponse(

@@ -16,7 +16,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from policyengine_backend._model import calculation
+from policyengine_backend._model.functions import WorkerFunction, register
 from policyengine_backend._models import (
+    CalculateManyRequest,
+    CalculateManyResponse,
     CalculateRequest,
     CompareRequest,
     CompareResponse,
@@ -29,7 +32,11 @@ from policyengine_backend._population import impact as population_impact
 from policyengine_backend._population import progress as population_progress
 from policyengine_backend._population.request import ImpactRequest
 from policyengine_backend._settings import COUNTRY, COUNTRY_PACKAGE, PACKAGE_VERSION
-from policyengine_backend._web.endpoints import add_job_route, worker_endpoint
+from policyengine_backend._web.endpoints import (
+    add_job_route,
+    request_body,
+    worker_endpoint,
+)
 from policyengine_backend._web.responses import CALCULATION_ERRORS, NOT_FOUND
 from policyengine_backend.examples import (
     EXAMPLE_PARAMETER,
@@ -92,6 +99,52 @@ add_job_route(
 # POST /jobs/impact: only a job (it runs for minutes); docs/population.md.
 add_job_route(router, "impact", ImpactRequest, answer=population_impact.answer)
 # --- end of society-wide impacts ----------------------------------------------
+
+# --- Many households: /calculate-many, /jobs/calculate-many -----------------
+
+# The worker function; the route is the engine's, which answers each
+# household from the cache when it can and sends the worker only the rest.
+register(
+    WorkerFunction(
+        "calculate-many",
+        "POST /calculate-many",
+        calculation.calculate_many,
+        CalculateManyRequest,
+        dict[str, dict[str, Any]],
+    )
+)
+
+
+@router.post(
+    "/calculate-many",
+    response_model=CalculateManyResponse,
+    responses=CALCULATION_ERRORS,
+)
+async def calculate_many(request: CalculateManyRequest, http: Request) -> Response:
+    """Many households at once, each as /calculate would answer it, by the
+    names you give them. They are calculated together in one vectorised
+    simulation per policy, so a batch costs a fraction of its households
+    sent one by one.
+    A household the model refuses is a 400 whose field errors start with
+    households and its name. Each household shares /calculate's cache."""
+    body = request_body(request)
+    answer = await http.app.state.engine.calculate_many(
+        body["households"], body["policy"]
+    )
+    return Response(answer, media_type="application/json")
+
+
+add_job_route(
+    router,
+    "calculate-many",
+    CalculateManyRequest,
+    answer=lambda engine, body, limit: engine.calculate_many(
+        body["households"], body["policy"], limit
+    ),
+    check=lambda engine, body: engine.check_many(body["households"], body["policy"]),
+)
+
+# --- end of many households ---------------------------------------------------
 
 
 @router.get("/jobs/{job_id}", response_model=JobStatus, responses=NOT_FOUND)
