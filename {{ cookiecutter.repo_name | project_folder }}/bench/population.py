@@ -3,15 +3,18 @@
 The naive run is two fresh ``Microsimulation``s of the same synthetic file,
 one after the other (current law, then the policy), as a first version
 would do it. The impact is the ``/jobs/impact`` job's own work
-(``coordinate``) with POPULATION_CHUNKS chunks, on 1 and 2 processes. Each
-run is forked from this warm process, so each starts from the same state
-(the model imported, nothing of the policy built). Also: the peak memory of
-one chunk's process. HOUSEHOLDS (default 2000) sets the dataset's size.
+(``coordinate``) with POPULATION_CHUNKS chunks: a first reform on 1 and 2
+processes (nothing kept); a second reform, on the kept baseline; the first
+again, from the kept answer. Each run is forked from this warm process, so
+each starts from the same state (the model imported, nothing of the policy
+built). Also: the peak memory of one chunk's process. HOUSEHOLDS (default
+2000) sets the dataset's size.
 """
 
 import multiprocessing
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -74,18 +77,27 @@ def main() -> None:
     data = ds.load(path)
     chunks.microsimulation_class()  # the model, imported before every fork
     body = {"policy": EXAMPLE_POLICY, "year": YEAR, "region": None, "dataset": None}
+    ((parameter, periods),) = EXAMPLE_POLICY.items()
+    second = {parameter: {period: value * 1.1 for period, value in periods.items()}}
 
     print(f"{households} synthetic households, {YEAR}, policy {EXAMPLE_POLICY}")
     _, naive_seconds = in_fork(lambda: naive(data))
     name = "naive: two fresh Microsimulations"
     print(f"  {name:45} {naive_seconds:7.1f} s", flush=True)
-    for processes in (1, 2):
-        os.environ["POPULATION_PROCESSES"] = str(processes)
+
+    def row(name: str, request: dict) -> None:
         get_settings.cache_clear()
-        _, seconds = in_fork(lambda: impact.coordinate(body, lambda done, total: None))
-        name = f"impact, {CHUNKS} chunks, {processes} process(es)"
-        ratio = seconds / naive_seconds
-        print(f"  {name:45} {seconds:7.1f} s  {ratio:5.2f}x naive", flush=True)
+        _, seconds = in_fork(lambda: impact.coordinate(request, lambda d, t: None))
+        ratio = naive_seconds / seconds
+        print(f"  {name:45} {seconds:7.1f} s  {ratio:6.2f}x faster", flush=True)
+
+    for processes in (1, 2):
+        for kept in (".baselines", ".answers"):  # nothing kept: all of it runs
+            shutil.rmtree(folder / kept, ignore_errors=True)
+        os.environ["POPULATION_PROCESSES"] = str(processes)
+        row(f"first reform, {CHUNKS} chunks, {processes} process(es)", body)
+    row("second reform, the baseline kept", {**body, "policy": second})
+    row("the first again: its kept answer", body)
     size = max(1, households // CHUNKS)
     part = synthetic.write(folder / "chunk.h5", size, seed=1)
     peak, _ = in_fork(lambda: chunk_peak_mb(part))

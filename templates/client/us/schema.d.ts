@@ -109,6 +109,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/jobs/impact": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start /impact as a job
+         * @description Start a /impact that runs for up to JOB_TIMEOUT_SECONDS; ask GET /jobs/{job_id} for its answer. A bad request is refused here, at once, as /impact would refuse it.
+         */
+        post: operations["submit_jobs_impact"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/calculate-many": {
         parameters: {
             query?: never;
@@ -1090,6 +1110,51 @@ export interface components {
              */
             axes?: components["schemas"]["Axis"][][] | null;
         };
+        /**
+         * ImpactRequest
+         * @example {
+         *       "policy": {
+         *         "gov.irs.credits.ctc.amount.base[0].amount": {
+         *           "2025-01-01.2100-12-31": 3000
+         *         }
+         *       }
+         *     }
+         * @example {
+         *       "policy": {
+         *         "gov.irs.credits.ctc.amount.base[0].amount": {
+         *           "2025-01-01.2100-12-31": 3000
+         *         }
+         *       },
+         *       "region": "CA",
+         *       "year": 2026
+         *     }
+         */
+        ImpactRequest: {
+            /**
+             * Policy
+             * @description Parametric reform: parameter name -> {'start.stop': value}.
+             */
+            policy: {
+                [key: string]: {
+                    [key: string]: boolean | number;
+                };
+            };
+            /**
+             * Dataset
+             * @description A configured dataset: 'synthetic' or 'populace'. Left out: POPULATION_DATASET.
+             */
+            dataset?: string | null;
+            /**
+             * Region
+             * @description A state code such as CA; left out: the whole country.
+             */
+            region?: string | null;
+            /**
+             * Year
+             * @description The year simulated. Left out: this year, as the model's own default.
+             */
+            year?: number;
+        };
         /** JobAccepted */
         JobAccepted: {
             /**
@@ -1120,6 +1185,13 @@ export interface components {
              * @description For an error: what /calculate would have said.
              */
             message: string | null;
+            /**
+             * Progress
+             * @description While pending, for jobs that report it (/jobs/impact): units of work done and in total, {done, total}.
+             */
+            progress?: {
+                [key: string]: number;
+            } | null;
             /**
              * Result
              * @description Once ok: what /calculate returns for the request.
@@ -1534,6 +1606,84 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["CompareRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobAccepted"];
+                };
+            };
+            /** @description Unknown variable, parameter or period, a value the model cannot take, or a request the endpoint refuses (the field is named). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Body not received within BODY_TIMEOUT_SECONDS. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body over MAX_BODY_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request does not match the schema, or is over a limit (both named). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description MAX_PENDING_JOBS jobs already waiting; try again later. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Starting, shutting down, or the calculation worker died with no time to run the request again; send it again (Retry-After). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    submit_jobs_impact: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImpactRequest"];
             };
         };
         responses: {

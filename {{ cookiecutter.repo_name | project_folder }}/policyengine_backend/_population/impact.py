@@ -12,17 +12,23 @@ chunks run through a ``Mapper``:
   containers of ``population_chunk`` (``.map``) that read the file from the
   Volume; modal_app.py switches to that with ``use_remote``.
 
-Progress (chunks done of chunks to run) goes to ``progress.py``. A
-baseline (file, year, region, model version) is computed once and kept
-beside the data; a later reform on it simulates only its own half.
+Progress (chunks done of chunks to run) goes to ``progress.py``. What is
+computed is kept beside the data (on Modal, in the Volume):
+
+- a baseline (file, year, region, model version), so a later reform on it
+  simulates only its own half;
+- an answer (the same and the policy), so the same request again is
+  answered without simulating; the same request while one runs joins it.
 """
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
 import os
 import pickle
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +42,7 @@ from policyengine_backend._errors import (
     Problem,
     Unavailable,
 )
+from policyengine_backend._model.policy import policy_key
 from policyengine_backend._population import (
     chunks,
     coupled,
@@ -76,8 +83,19 @@ def chunk_count(households: int) -> int:
     return max(1, min(get_settings().population_chunks, households))
 
 
+# Budget figures that add up over years (not the count of households).
+FLOWS = (
+    "budgetary_impact",
+    "tax_revenue_impact",
+    "state_tax_revenue_impact",
+    "benefit_spending_impact",
+    "baseline_net_income",
+)
+
+
 def coordinate(body: dict, report: Report, mapper: chunks.Mapper | None = None) -> dict:
-    """The job's result for a checked request ``body``."""
+    """The job's result for a checked request ``body``: the figures of its
+    year and, with ``years``, each year's budget and their total."""
     spec = datasets.get(body.get("dataset"))
     path = spec.path
     if spec.synthetic and not path.exists():
@@ -89,52 +107,19 @@ def coordinate(body: dict, report: Report, mapper: chunks.Mapper | None = None) 
     sha256 = spec.sha256
     if sha256 is None and path.is_file():
         sha256 = ds.file_sha256(path)
-    year, region, policy = body["year"], body.get("region"), body["policy"]
-    try:
-        data = chunks.load(str(path), sha256, region)
-    except ValueError as error:  # no households in the region
-        if isinstance(error, ds.DatasetError):
-            raise
-        raise Problem(("region",), str(error)) from None
-    count = chunk_count(len(ds.household_order(data)))
-    mapper = mapper or chunks.map_local(data, get_settings().population_processes)
-
-    done = 0
-
-    def one_done() -> None:
-        nonlocal done
-        done += 1
-        report(done, 2 * count)
-
-    def tasks(side_policy: dict | None, n: int) -> list[chunks.Chunk]:
-        return [
-            chunks.Chunk(str(path), sha256, region, i, n, year, side_policy)
-            for i in range(n)
-        ]
-
-    key = baseline_key(sha256, year, region)
-    stored = load_baseline(key)
-    if stored is None:
-        report(0, 2 * count)
-        baseline, inputs = chunks.simulate(data, tasks(None, count), mapper, one_done)
-        store_baseline(key, (baseline, inputs))
-    else:
-        # Current law on this file, year and region, with this model: kept
-        # from an earlier job, so only the reform is simulated.
-        logger.info("baseline reused", extra={"baseline": key})
-        baseline, inputs = stored
-        done = count
-        report(done, 2 * count)
-    try:
-        reform, _ = chunks.simulate(
-            data, tasks(policy, count), mapper, one_done, start=inputs
-        )
-    except coupled.CoupledPolicy:
-        # The policy reads the whole population: one chunk (the baseline's
-        # arrays stand, being the same for any chunking).
-        logger.info("the policy is population-wide: its reform runs in one chunk")
-        reform, _ = chunks.simulate(data, tasks(policy, 1), mapper)
-    result = economy.impact(baseline, reform)
+    region, policy = body.get("region"), body["policy"]
+    years = body.get("years") or [body["year"]]
+    run = _Run(str(path), sha256, region, policy, report)
+    figures = run.years(years, mapper)
+    result = dict(figures[years[0]])
+    if body.get("years"):
+        result["budget_window"] = {
+            "years": {str(year): figures[year]["budget"] for year in years},
+            "total": {
+                flow: sum(figures[year]["budget"][flow] for year in years)
+                for flow in FLOWS
+            },
+        }
     result.update(
         model_version=MODEL_VERSION,
         dataset={
@@ -143,51 +128,139 @@ def coordinate(body: dict, report: Report, mapper: chunks.Mapper | None = None) 
             "file": str(path),
             "synthetic": spec.synthetic,
         },
-        year=year,
+        year=years[0],
         region=region,
     )
     return result
 
 
-def baseline_key(sha256: str | None, year: int, region: str | None) -> str:
-    """What a baseline depends on: the file's bytes, the year, the region
-    and the model. Not the number of chunks, which changes nothing."""
-    text = json.dumps([sha256, year, region, MODEL_VERSION])
+class _Run:
+    """One job's years: each year's figures, kept or simulated."""
+
+    def __init__(self, path, sha256, region, policy, report: Report):
+        self.path, self.sha256, self.region, self.policy = path, sha256, region, policy
+        self.report = report
+        self.done = self.total = 0
+        self.lock = threading.Lock()
+
+    def one_done(self, chunks_done: int = 1) -> None:
+        with self.lock:
+            self.done += chunks_done
+            self.report(self.done, self.total)
+
+    def years(self, years: list[int], mapper: chunks.Mapper | None) -> dict[int, dict]:
+        keys = {
+            year: kept_key(self.sha256, year, self.region, policy_key(self.policy))
+            for year in years
+        }
+        figures = {year: load_kept("answers", keys[year]) for year in years}
+        missing = [year for year in years if figures[year] is None]
+        for year in years:
+            if figures[year] is not None:
+                logger.info("answer reused", extra={"kept_answer": keys[year]})
+        if not missing:
+            self.report(1, 1)
+            return figures
+        try:
+            data = chunks.load(self.path, self.sha256, self.region)
+        except ValueError as error:  # no households in the region
+            if isinstance(error, ds.DatasetError):
+                raise
+            raise Problem(("region",), str(error)) from None
+        count = chunk_count(len(ds.household_order(data)))
+        self.total = 2 * count * len(missing)
+        self.report(0, self.total)
+        if mapper is None:  # here: the years one after another, on a pool
+            local = chunks.map_local(data, get_settings().population_processes)
+            for year in missing:
+                figures[year] = self.year(data, year, count, local)
+        else:  # other machines: every year's chunks at once
+            with concurrent.futures.ThreadPoolExecutor(len(missing)) as pool:
+                results = pool.map(
+                    lambda year: self.year(data, year, count, mapper), missing
+                )
+                figures.update(zip(missing, results, strict=True))
+        for year in missing:
+            keep("answers", keys[year], figures[year])
+        return figures
+
+    def year(self, data: Any, year: int, count: int, mapper: chunks.Mapper) -> dict:
+        """One year's figures: its baseline (kept, or simulated and kept),
+        its reform, and the reduce."""
+
+        def tasks(side_policy: dict | None, n: int) -> list[chunks.Chunk]:
+            return [
+                chunks.Chunk(
+                    self.path, self.sha256, self.region, i, n, year, side_policy
+                )
+                for i in range(n)
+            ]
+
+        key = kept_key(self.sha256, year, self.region)
+        stored = load_kept("baselines", key)
+        if stored is None:
+            baseline, inputs = chunks.simulate(
+                data, tasks(None, count), mapper, self.one_done
+            )
+            keep("baselines", key, (baseline, inputs))
+        else:
+            # Current law on this file, year and region, with this model:
+            # kept from an earlier job, so only the reform is simulated.
+            logger.info("baseline reused", extra={"baseline": key})
+            baseline, inputs = stored
+            self.one_done(count)
+        try:
+            reform, _ = chunks.simulate(
+                data, tasks(self.policy, count), mapper, self.one_done, start=inputs
+            )
+        except coupled.CoupledPolicy:
+            # The policy reads the whole population: one chunk (the
+            # baseline's arrays stand, being the same for any chunking).
+            logger.info("the policy is population-wide: its reform runs in one chunk")
+            reform, _ = chunks.simulate(data, tasks(self.policy, 1), mapper)
+        return economy.impact(baseline, reform)
+
+
+def kept_key(sha256: str | None, year: int, region: str | None, *more: str) -> str:
+    """What a kept baseline (or, with the policy's key, answer) depends on:
+    the file's bytes, the year, the region and the model. Not the number of
+    chunks, which changes nothing."""
+    text = json.dumps([sha256, year, region, MODEL_VERSION, *more])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def baseline_path(key: str) -> Path:
-    return Path(get_settings().population_data_dir) / ".baselines" / f"{key}.pkl"
+def kept_path(kind: str, key: str) -> Path:
+    return Path(get_settings().population_data_dir) / f".{kind}" / f"{key}.pkl"
 
 
-def load_baseline(key: str) -> Any:
-    """A kept baseline's arrays and population inputs, or None. The files
-    are this backend's own, written by ``store_baseline``."""
-    path = baseline_path(key)
+def load_kept(kind: str, key: str) -> Any:
+    """A kept baseline or answer, or None. The files are this backend's
+    own, written by ``keep``."""
+    path = kept_path(kind, key)
     if not path.is_file():
         return None
     try:
         with open(path, "rb") as handle:
             return pickle.load(handle)
     except Exception:  # a damaged file is computed again, and replaced
-        logger.warning("kept baseline %s is unreadable; computing it again", path)
+        logger.warning("kept %s %s is unreadable; computing it again", kind, path)
         return None
 
 
-def store_baseline(key: str, baseline: Any) -> None:
-    """Keep a baseline beside the data (on Modal, in the Volume), written
-    to a temporary name and renamed into place."""
-    path = baseline_path(key)
+def keep(kind: str, key: str, value: Any) -> None:
+    """Keep a baseline or answer beside the data (on Modal, in the Volume),
+    written to a temporary name and renamed into place."""
+    path = kept_path(kind, key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         with open(temporary, "wb") as handle:
-            pickle.dump(baseline, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, path)
         if _on_write is not None:
             _on_write()
     except OSError:  # a read-only folder: the next job computes it again
-        logger.warning("could not keep the baseline in %s", path.parent)
+        logger.warning("could not keep the %s in %s", kind, path.parent)
 
 
 def as_backend_error(error: BaseException) -> BackendError:
@@ -219,8 +292,42 @@ def _in_fork(connection, body: dict, server: int) -> None:
         os._exit(0)
 
 
+# Jobs running in this process, by request: the same request joins one.
+_running: dict[str, asyncio.Future[bytes]] = {}
+
+
 async def answer(engine: Any, body: dict, limit: Any) -> bytes:
-    """The job's answer (``COMPOSED["impact"]``). Raises a BackendError."""
+    """The job's answer (``COMPOSED["impact"]``). Raises a BackendError.
+    The same request while one runs here waits for its answer (on Modal,
+    each job has its container: the same request after one has finished is
+    answered from the kept answer instead)."""
+    request = json.dumps(
+        [
+            policy_key(body["policy"]),
+            body.get("years") or body["year"],
+            body.get("region"),
+            body.get("dataset"),
+        ]
+    )
+    if (running := _running.get(request)) is not None:
+        logger.info("joined a running impact job with the same request")
+        return await asyncio.shield(running)
+    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    _running[request] = future
+    try:
+        result = await _answer(body, limit)
+    except BaseException as error:
+        future.set_exception(error)
+        future.exception()  # retrieved: no "never retrieved" warning
+        raise
+    else:
+        future.set_result(result)
+        return result
+    finally:
+        del _running[request]
+
+
+async def _answer(body: dict, limit: Any) -> bytes:
     job = progress.job_id()
     if _remote is not None:
         remote = _remote

@@ -9,7 +9,14 @@ the model by the job route, as every policy is.
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from policyengine_backend._models import Policy
 from policyengine_backend._population import datasets
@@ -20,6 +27,10 @@ IMPACT_EXAMPLES: Any = [
     {"policy": EXAMPLE_POLICY},
     {"policy": EXAMPLE_POLICY, "region": "{{ "CA" if cookiecutter.country == "us" else "WALES" }}", "year": 2026},
 ]
+
+
+# A budget window's years at most: each is a population run of its own.
+MAX_YEARS = 10
 
 
 class ImpactRequest(BaseModel):
@@ -45,9 +56,17 @@ class ImpactRequest(BaseModel):
         "left out: the whole country.",
 {%- endif %}
     )
-    year: int = Field(
-        default_factory=lambda: date.today().year,
-        description="The year simulated. Left out: this year, as the model's own default.",
+    year: int | None = Field(
+        default=None,
+        description="The year simulated. Left out: the first of years, or else "
+        "this year, as the model's own default.",
+    )
+    years: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_YEARS,
+        description="A budget window: each year's budget and their total, in "
+        "budget_window; the other figures are the first year's.",
     )
 
     @field_validator("dataset")
@@ -66,7 +85,9 @@ class ImpactRequest(BaseModel):
 
     @field_validator("year", mode="after")
     @classmethod
-    def covered(cls, value: int, info: ValidationInfo) -> int:
+    def covered(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return None
         name = info.data.get("dataset")
         start = datasets.get(name).year if name else datasets.get(None).year
         years = supported_years(start)
@@ -75,3 +96,24 @@ class ImpactRequest(BaseModel):
                 f"the dataset and model cover {years.start}-{years.stop - 1}"
             )
         return value
+
+    @field_validator("years", mode="after")
+    @classmethod
+    def covered_and_distinct(
+        cls, value: list[int] | None, info: ValidationInfo
+    ) -> list[int] | None:
+        if value is None:
+            return None
+        for year in value:
+            cls.covered(year, info)
+        if len(set(value)) != len(value):
+            raise ValueError("each year once")
+        if info.data.get("year") not in (None, value[0]):
+            raise ValueError("the first year must be year, if both are given")
+        return value
+
+    @model_validator(mode="after")
+    def the_year(self) -> "ImpactRequest":
+        if self.year is None:
+            self.year = self.years[0] if self.years else date.today().year
+        return self

@@ -53,7 +53,8 @@ def refuse_simulations_in_the_server() -> None:
 
 def _with_subclasses(cls: type) -> list[type]:
     found = [cls]
-    for subclass in cls.__subclasses__():
+    subclasses: list[type] = type.__subclasses__(cls)
+    for subclass in subclasses:
         found += _with_subclasses(subclass)
     return found
 

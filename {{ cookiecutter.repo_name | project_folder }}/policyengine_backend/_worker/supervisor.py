@@ -162,6 +162,9 @@ class Worker:
         # job): what it holds beyond that is its own.
         self.fresh_mb: float | None = None
         self.job_pid: int | None = None  # the running job's own process
+        # A job was sent and not answered. Not job_pid: the job's process
+        # may start before the worker has said so.
+        self.busy = False
         # Why no worker could be started, while that lasts (for /health).
         self.start_failure: str | None = None
         self.closing = False
@@ -247,10 +250,12 @@ class Worker:
         if not self._send(job):  # it died since prepare looked
             raise self._crashed("before its job")
         self.ready = False
+        self.busy = True
         self.years.update(job.years)
         try:
             reply = self._wait_for_reply(job, deadline)
         finally:
+            self.busy = False
             self.job_pid = None
         self.jobs_done += 1
         return reply
@@ -410,9 +415,9 @@ class Worker:
                 # context: the garbage collector can free such a cycle in
                 # an order that crashes the interpreter.
                 pass
-            raise self._crashed("during a job" if self.job_pid else "while idle")
+            raise self._crashed("during a job" if self.busy else "while idle")
         if not self.process.is_alive():
-            raise self._crashed("during a job" if self.job_pid else "while idle")
+            raise self._crashed("during a job" if self.busy else "while idle")
         return None
 
     def start(self) -> None:

@@ -7,6 +7,7 @@ households): a US simulation costs tens of seconds whatever its size, so
 the longer checks (another policy, a region) are marked ``ci``.
 """
 
+import logging
 import time
 from pathlib import Path
 
@@ -73,18 +74,22 @@ class Direct:
         self.data = ds.load(path)
         self.economies: dict = {}
 
-    def economy(self, policy_name: str | None, region: str | None = None) -> dict:
-        key = (policy_name, region)
+    def economy(
+        self, policy_name: str | None, region: str | None = None, year: int = YEAR
+    ) -> dict:
+        key = (policy_name, region, year)
         if key not in self.economies:
             policy = POLICIES[policy_name] if policy_name else None
             data = ds.filter_region(self.data, region)
             simulation = chunks.direct_simulation(data, policy)
-            self.economies[key] = reference.single_economy(simulation, YEAR)
+            self.economies[key] = reference.single_economy(simulation, year)
         return self.economies[key]
 
-    def impact(self, policy_name: str, region: str | None = None) -> dict:
+    def impact(
+        self, policy_name: str, region: str | None = None, year: int = YEAR
+    ) -> dict:
         return reference.compare(
-            self.economy(None, region), self.economy(policy_name, region)
+            self.economy(None, region, year), self.economy(policy_name, region, year)
         )
 
 
@@ -134,6 +139,19 @@ def test_every_figure_equals_direct_microsimulations(client, population, direct)
     # The baseline is kept beside the data, for the next reform.
     assert list(population.parent.glob(".baselines/*.pkl"))
 
+    # The same request again (its policy spelled otherwise) is answered
+    # from the kept answer: nothing is simulated, so no baseline is kept.
+    kept = population.parent / ".baselines"
+    aside = kept.rename(kept.with_name(".baselines-aside"))
+    try:
+        ((path, periods),) = POLICIES["parametric"].items()
+        respelled = {path.replace("[0]", "[00]"): periods}
+        again, _ = run_job(client, {"policy": respelled, "year": YEAR})
+        assert not kept.exists()
+    finally:
+        aside.rename(kept)
+    assert again["result"] == result
+
 
 @pytest.mark.ci
 def test_a_structural_reform_reusing_the_baseline(client, population, direct):
@@ -148,11 +166,37 @@ def test_a_structural_reform_reusing_the_baseline(client, population, direct):
 
 
 @pytest.mark.ci
-def test_a_region_is_its_own_population(client, population, direct):
-    answer, _ = run_job(
-        client,
-        {"policy": POLICIES["parametric"], "year": YEAR, "region": REGION.lower()},
+def test_a_budget_window_gives_each_year_and_the_total(client, population, direct):
+    years = [YEAR, YEAR + 1]
+    answer, seen = run_job(client, {"policy": POLICIES["parametric"], "years": years})
+
+    assert answer["status"] == "ok", answer
+    result = answer["result"]
+    window = result["budget_window"]
+    budgets = {year: direct.impact("parametric", year=year)["budget"] for year in years}
+    reference.assert_close(window["years"], {str(y): b for y, b in budgets.items()})
+    assert budgets[YEAR + 1] != budgets[YEAR]
+    flows = set(window["total"])
+    assert flows == set(budgets[YEAR]) - {"households"}
+    reference.assert_close(
+        window["total"],
+        {flow: sum(b[flow] for b in budgets.values()) for flow in flows},
     )
+    # The other figures are the first year's (kept from the first test, or
+    # computed here).
+    assert result["year"] == YEAR
+    reference.assert_close(figures(result), direct.impact("parametric"))
+
+
+@pytest.mark.ci
+def test_a_region_is_its_own_population(client, population, direct, caplog):
+    body = {"policy": POLICIES["parametric"], "year": YEAR, "region": REGION.lower()}
+    with caplog.at_level(logging.INFO, "policyengine_backend._population.impact"):
+        jobs = [client.post("/jobs/impact", json=body).json()["job_id"] for _ in "12"]
+        answer, twin = (finished(client, job) for job in jobs)
+    # The same request, sent while the first ran, joined it.
+    assert "joined a running impact job with the same request" in caplog.messages
+    assert twin["result"] == answer["result"]
 
     assert answer["status"] == "ok", answer
     result = answer["result"]
@@ -198,6 +242,10 @@ def test_the_answer_does_not_depend_on_the_number_of_chunks(population):
         ({"year": 1990}, "year"),
         ({"dataset": "nope"}, "dataset"),
         ({"colour": "red"}, "colour"),
+        ({"years": [YEAR, 1990]}, "years"),
+        ({"years": [YEAR, YEAR]}, "years"),
+        ({"years": list(range(YEAR, YEAR + 11))}, "years"),
+        ({"years": [YEAR, YEAR + 1], "year": YEAR + 1}, "years"),
     ],
 )
 def test_bad_input_is_refused_at_its_field(client, population, change, field):

@@ -20,6 +20,16 @@ from policyengine_backend._settings import APP_NAME, Settings, get_settings
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 
 
+@pytest.fixture(autouse=True)
+def impacts_run_here_again(monkeypatch):
+    """``run_job`` points impacts at Modal's chunk function for its
+    container's life; this process goes on running them itself."""
+    from policyengine_backend._population import impact
+
+    monkeypatch.setattr(impact, "_remote", impact._remote)
+    monkeypatch.setattr(impact, "_on_write", impact._on_write)
+
+
 class Aio:
     """A method with the ``.aio`` form Modal's objects have."""
 

@@ -152,25 +152,30 @@ def test_the_reduce_on_arrays_worked_by_hand():
     assert gini["reform"] < gini["baseline"]
 
 
-def test_a_baseline_is_kept_by_file_year_and_region(tmp_path, monkeypatch):
+def test_baselines_and_answers_are_kept_by_what_they_depend_on(tmp_path, monkeypatch):
     from policyengine_backend._population import impact
     from policyengine_backend._settings import get_settings
 
     monkeypatch.setenv("POPULATION_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:
-        key = impact.baseline_key("ab" * 32, 2025, None)
-        assert impact.load_baseline(key) is None
-        impact.store_baseline(key, ({"household_id": np.arange(3)}, None))
-        arrays, inputs = impact.load_baseline(key)
+        key = impact.kept_key("ab" * 32, 2025, None)
+        assert impact.load_kept("baselines", key) is None
+        impact.keep("baselines", key, ({"household_id": np.arange(3)}, None))
+        arrays, inputs = impact.load_kept("baselines", key)
+        assert impact.load_kept("answers", key) is None  # a kind of its own
+        (tmp_path / ".baselines" / f"{key}.pkl").write_bytes(b"damaged")
+        damaged = impact.load_kept("baselines", key)
     finally:
         get_settings.cache_clear()
 
     np.testing.assert_array_equal(arrays["household_id"], np.arange(3))
     assert inputs is None
+    assert damaged is None  # computed again
     others = {
-        impact.baseline_key("cd" * 32, 2025, None),
-        impact.baseline_key("ab" * 32, 2026, None),
-        impact.baseline_key("ab" * 32, 2025, ds.REGIONS[0]),
+        impact.kept_key("cd" * 32, 2025, None),
+        impact.kept_key("ab" * 32, 2026, None),
+        impact.kept_key("ab" * 32, 2025, ds.REGIONS[0]),
+        impact.kept_key("ab" * 32, 2025, None, "policy"),
     }
-    assert key not in others and len(others) == 3
+    assert key not in others and len(others) == 4

@@ -65,6 +65,7 @@ def test_the_coordinator_maps_chunks_over_functions(tmp_path, monkeypatch):
     get_settings.cache_clear()
     function = StandInFunction()
     monkeypatch.setattr(impact, "_remote", None)
+    monkeypatch.setattr(impact, "_on_write", None)
     impact.use_remote(function)
     try:
         seen = []

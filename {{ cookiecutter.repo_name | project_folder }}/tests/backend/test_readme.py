@@ -91,7 +91,7 @@ def test_curl_example(served, tmp_path, command, documented):
 
 
 def test_the_shell_job_loop(served, client, tmp_path):
-    (loop,) = [code for code, _ in blocks("bash") if "/jobs" in code]
+    (loop,) = [code for code, _ in blocks("bash") if "/jobs/calculate " in code]
     body = {"household": EXAMPLE_HOUSEHOLD, "policy": EXAMPLE_POLICY}
     (tmp_path / "request.json").write_text(json.dumps(body))
 
