@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from policyengine_backend._errors import CoupledPolicy
 from policyengine_backend._population.economy import values
 
 PREFIX = "population__"
@@ -103,10 +104,6 @@ UNSUPPORTED: dict[str, str] = {
 {%- endif %}
 # Rounds of settle before giving up (one re-run suffices; see above).
 MAX_ROUNDS = 3
-
-
-class CoupledPolicy(ValueError):
-    """A chunk used a population-wide variable chunking cannot keep exact."""
 
 
 @dataclass

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from policyengine_backend._errors import DatasetError
+
 # Entity tables, person first, in the order the country's dataset class
 # stores them; and those it refuses to load without.
 {%- if cookiecutter.country == "us" %}
@@ -62,11 +64,6 @@ REGIONS = ("ENGLAND", "SCOTLAND", "WALES", "NORTHERN_IRELAND")
 REGION_KIND = "country"
 _OWN_COUNTRY = {"SCOTLAND", "WALES", "NORTHERN_IRELAND", "UNKNOWN"}
 {%- endif %}
-
-
-class DatasetError(Exception):
-    """A dataset file is missing, malformed, or not the one expected. The
-    message always names the file."""
 
 
 def tables(dataset: Any) -> dict[str, pd.DataFrame]:

@@ -13,7 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from policyengine_backend._population.dataset import DatasetError, file_sha256
+from policyengine_backend._errors import DatasetError
+from policyengine_backend._population.dataset import file_sha256
 from policyengine_backend._population.datasets import DatasetSpec, real_dataset
 
 # hf://[datasets/]<owner>/<repo>/<file>@<revision>

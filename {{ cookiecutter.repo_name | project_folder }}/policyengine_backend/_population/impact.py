@@ -39,13 +39,14 @@ from policyengine_backend._errors import (
     BackendError,
     Bug,
     CalculationTimeout,
+    CoupledPolicy,
+    DatasetError,
     Problem,
     Unavailable,
 )
 from policyengine_backend._model.policy import policy_key
 from policyengine_backend._population import (
     chunks,
-    coupled,
     datasets,
     economy,
     progress,
@@ -164,7 +165,7 @@ class _Run:
         try:
             data = chunks.load(self.path, self.sha256, self.region)
         except ValueError as error:  # no households in the region
-            if isinstance(error, ds.DatasetError):
+            if isinstance(error, DatasetError):
                 raise
             raise Problem(("region",), str(error)) from None
         count = chunk_count(len(ds.household_order(data)))
@@ -213,7 +214,7 @@ class _Run:
             reform, _ = chunks.simulate(
                 data, tasks(self.policy, count), mapper, self.one_done, start=inputs
             )
-        except coupled.CoupledPolicy:
+        except CoupledPolicy:
             # The policy reads the whole population: one chunk (the
             # baseline's arrays stand, being the same for any chunking).
             logger.info("the policy is population-wide: its reform runs in one chunk")
@@ -268,7 +269,7 @@ def as_backend_error(error: BaseException) -> BackendError:
     request may be fine); a field's problem names the field."""
     if isinstance(error, BackendError):
         return error
-    if isinstance(error, ds.DatasetError):
+    if isinstance(error, DatasetError):
         return Unavailable(str(error))
     logger.error("impact job failed", exc_info=error)
     return Bug(f"the impact job failed: {type(error).__name__}")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from policyengine_backend._errors import DatasetError
 from policyengine_backend._population import dataset as ds
 from policyengine_backend._population import economy, synthetic
 from policyengine_backend._population.datasets import SYNTHETIC_PATH
@@ -56,19 +57,19 @@ def test_make_synthetic_data_prints_the_file_last(tmp_path, capsys, monkeypatch)
 
 
 def test_a_missing_file_is_named(tmp_path):
-    with pytest.raises(ds.DatasetError, match=str(tmp_path / "none.h5")):
+    with pytest.raises(DatasetError, match=str(tmp_path / "none.h5")):
         ds.load(tmp_path / "none.h5")
 
 
 def test_a_file_that_is_not_hdf5_is_named(tmp_path):
     path = tmp_path / "data.h5"
     path.write_text("person_id,age\n1,40\n")
-    with pytest.raises(ds.DatasetError, match=f"{path} is not an HDF5"):
+    with pytest.raises(DatasetError, match=f"{path} is not an HDF5"):
         ds.load(path)
 
 
 def test_a_wrong_digest_is_named(written):
-    with pytest.raises(ds.DatasetError, match=f"{written} has SHA-256 .* expected"):
+    with pytest.raises(DatasetError, match=f"{written} has SHA-256 .* expected"):
         ds.load(written, expected_sha256="0" * 64)
     assert ds.load(written, expected_sha256=ds.file_sha256(written))
 
@@ -77,7 +78,7 @@ def test_a_file_without_the_models_tables_is_named(tmp_path):
     path = tmp_path / "other.h5"
     with pd.HDFStore(path, mode="w") as store:
         store.put("other", pd.DataFrame({"a": [1]}), format="table", track_times=False)
-    with pytest.raises(ds.DatasetError, match=f"{path} is not an entity-level"):
+    with pytest.raises(DatasetError, match=f"{path} is not an entity-level"):
         ds.load(path)
 
 

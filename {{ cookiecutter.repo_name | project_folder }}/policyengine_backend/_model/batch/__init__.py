@@ -34,15 +34,15 @@ error's path when it has one, else by re-running halves), which are reported
 by key; the other households are computed without them.
 """
 
+from policyengine_backend._errors import (
+    BatchError,
+    HouseholdError,
+    LayoutError,
+)
 from policyengine_backend._model.batch.couplings import (
     COUPLINGS,
     Coupling,
     country_model,
-)
-from policyengine_backend._model.batch.errors import (
-    BatchError,
-    HouseholdError,
-    LayoutError,
 )
 from policyengine_backend._model.batch.merge import Merged, merge
 from policyengine_backend._model.batch.run import Batch

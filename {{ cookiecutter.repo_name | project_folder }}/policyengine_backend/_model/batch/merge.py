@@ -9,11 +9,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from policyengine_backend._errors import BatchError, HouseholdError
 from policyengine_backend._model.batch.couplings import Group, Model, country_model
-from policyengine_backend._model.batch.errors import ROOT, BatchError, HouseholdError
 
 Situation = dict[str, Any]
 AXES = "axes"
+
+Path = tuple[str, ...]
+ROOT = "households"  # first element of every reported path
 
 
 def person_id(index: int, position: int) -> str:

@@ -10,23 +10,19 @@ from typing import Any
 
 import numpy as np
 
+from policyengine_backend._errors import BatchError, HouseholdError, LayoutError
 from policyengine_backend._model.batch.couplings import (
     ALONE,
     Coupling,
     Model,
     country_model,
 )
-from policyengine_backend._model.batch.errors import (
-    ROOT,
-    BatchError,
-    HouseholdError,
-    LayoutError,
-    Path,
-)
 from policyengine_backend._model.batch.merge import (
     _ID,
     AXES,
+    ROOT,
     Merged,
+    Path,
     Situation,
     _canonical,
     _entities,
