@@ -905,9 +905,14 @@ export interface components {
             region?: string | null;
             /**
              * Year
-             * @description The year simulated. Left out: this year, as the model's own default.
+             * @description The year simulated. Left out: the first of years, or else this year, as the model's own default.
              */
-            year?: number;
+            year?: number | null;
+            /**
+             * Years
+             * @description A budget window: each year's budget and their total, in budget_window; the other figures are the first year's.
+             */
+            years?: number[] | null;
         };
         /** JobAccepted */
         JobAccepted: {
