@@ -53,21 +53,36 @@ class Problem(BackendError):
     """The client's request error: what in the request body is wrong.
 
     ``Problem(("earner",), "no person of that name")`` is a 400 at that
-    field; ``status=422`` says the request is over a limit. ``Problem.of``
-    gathers several field errors into one.
+    field. ``Problem.of`` gathers several field errors into one.
     """
 
-    def __init__(self, location: tuple | list, message: str, status: int = 400):
+    status = 400
+
+    def __init__(self, location: tuple | list, message: str, status: int | None = None):
         errors = [field_error(location, message)]
         super().__init__(summarise(errors), errors)
-        self.status = status
+        if status is not None:  # as a worker's reply carries it
+            self.status = status
 
     @classmethod
-    def of(cls, errors: list[dict], status: int = 400) -> "Problem":
+    def of(cls, errors: list[dict], status: int | None = None) -> "Problem":
         problem = cls(errors[0]["loc"], errors[0]["msg"], status)
         problem.errors = list(errors)
         problem.args = (summarise(errors),)
         return problem
+
+
+class InvalidRequest(Problem):
+    """The request does not match its schema (FastAPI's validation)."""
+
+    status = 422
+
+
+class OverLimit(Problem):
+    """The request is over a limit of the backend's (MAX_..., MEMORY_LIMIT_MB,
+    JOB_RESULTS_MB), named in the message, at the field that holds the most."""
+
+    status = 422
 
 
 class NotFound(BackendError):

@@ -37,7 +37,12 @@ from policyengine_backend._engine.checks import (
     years_named,
 )
 from policyengine_backend._engine.scheduler import Scheduler, TimeLimit
-from policyengine_backend._errors import CalculationTimeout, Problem, Unavailable
+from policyengine_backend._errors import (
+    CalculationTimeout,
+    OverLimit,
+    Problem,
+    Unavailable,
+)
 from policyengine_backend._logs import note, tracer
 from policyengine_backend._model import comparison
 from policyengine_backend._model.functions import WORKER_FUNCTIONS, registered
@@ -329,7 +334,7 @@ class Engine:
         note(axis_points=axis_points(household or {}))
         with tracer.start_as_current_span("check request"):
             if errors := check_limits(household or {}, policy, self.settings):
-                raise Problem.of(errors, status=422)
+                raise OverLimit.of(errors)
             await self._until_ready(
                 deadline or self.time_limit().deadline(time.monotonic())
             )
@@ -393,7 +398,7 @@ class Engine:
 
         with tracer.start_as_current_span("check request"):
             if errors := check_many_limits(households, policy, self.settings):
-                raise Problem.of(errors, status=422)
+                raise OverLimit.of(errors)
             await self._until_ready(
                 deadline or self.time_limit().deadline(time.monotonic())
             )

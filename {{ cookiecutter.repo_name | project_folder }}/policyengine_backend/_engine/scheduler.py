@@ -20,6 +20,7 @@ from policyengine_backend._errors import (
     JobCancelled,
     JobOutOfMemory,
     JobTimedOut,
+    OverLimit,
     Problem,
     Unavailable,
     WorkerCrashed,
@@ -94,12 +95,11 @@ class Scheduler:
             ) from None
         except JobOutOfMemory as error:
             where = ("household",) if "household" in job.body else ()
-            raise Problem(
+            raise OverLimit(
                 where,
                 "the calculation needed more memory than the backend allows "
                 f"(MEMORY_LIMIT_MB={self.worker.limit_mb:g}, {error}); "
                 "ask for fewer periods, people, axis points or values",
-                status=422,
             ) from None
         finally:
             self._queue.release()

@@ -21,7 +21,7 @@ from typing import Protocol
 from policyengine_backend._cache import BytesCache
 from policyengine_backend._errors import (
     NotFound,
-    Problem,
+    OverLimit,
     TooManyJobs,
     Unavailable,
     field_error,
@@ -94,11 +94,10 @@ class LocalJobs:
             self._finished.put(
                 job_id,
                 failed(
-                    Problem(
+                    OverLimit(
                         (),
                         "the answer is larger than the local job store keeps "
                         "(JOB_RESULTS_MB); ask for fewer values or axis points",
-                        status=422,
                     )
                 ),
             )

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from policyengine_backend._errors import PolicyFailed, Problem
+from policyengine_backend._errors import OverLimit, PolicyFailed
 from policyengine_backend._settings import COUNTRY
 
 # How a policy's system was made (``systems.path_for``), as the logs say it:
@@ -44,7 +44,7 @@ class Simulations:
     def simulation(self, situation: dict, policy: dict | None = None):
         started = time.time_ns()
         if errors := self._check_size(situation):
-            raise Problem.of(errors, status=422)
+            raise OverLimit.of(errors)
         self.axis_points = max(self.axis_points, _axis_points(situation))
         try:
             how = self._systems.path_for(policy or None)  # builds it, once
@@ -80,7 +80,7 @@ class Simulations:
         started = time.time_ns()
         for situation in situations.values():
             if errors := self._check_size(situation):
-                raise Problem.of(errors, status=422)
+                raise OverLimit.of(errors)
             self.axis_points = max(self.axis_points, _axis_points(situation))
         try:
             how = self._systems.path_for(policy or None)

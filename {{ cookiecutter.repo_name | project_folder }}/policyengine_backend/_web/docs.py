@@ -9,9 +9,11 @@ the page says so in its own CSP: nothing else may load.
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from swagger_ui_bundle import swagger_ui_path
+
+from policyengine_backend._errors import NotFound
 
 ASSETS = Path(str(swagger_ui_path))
 # What the page may load: its own files, Swagger UI's inline SVG icons, and
@@ -61,5 +63,5 @@ async def start() -> Response:
 @router.get("/docs/assets/{name}")
 async def asset(name: str) -> FileResponse:
     if name not in SERVED:
-        raise HTTPException(404, "no such file")
+        raise NotFound("no such file")
     return FileResponse(ASSETS / name)

@@ -13,7 +13,7 @@ import time
 from opentelemetry import trace
 
 from policyengine_backend import _logs as logs
-from policyengine_backend._errors import BodyTimeout, BodyTooLarge
+from policyengine_backend._errors import BodyTimeout, BodyTooLarge, Bug
 from policyengine_backend._settings import MODEL_VERSION
 from policyengine_backend._web.responses import MODEL_HEADER, error_response
 
@@ -161,7 +161,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_with_model)
         except Exception as exc:
-            status = 500
+            status = Bug.status
             fields["error"] = f"unhandled {type(exc).__name__}; traceback in the log"
             raise
         finally:

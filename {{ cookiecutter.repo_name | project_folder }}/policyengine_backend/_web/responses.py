@@ -20,7 +20,7 @@ from policyengine_backend._errors import (
     STATUS,
     BackendError,
     HTTPError,
-    Problem,
+    InvalidRequest,
     answer,
     field_error,
 )
@@ -68,7 +68,7 @@ async def invalid_request(request: Request, error: RequestValidationError):
     errors = [
         field_error(field_location(item["loc"]), item["msg"]) for item in error.errors()
     ]
-    return error_response(Problem.of(errors, status=422))
+    return error_response(InvalidRequest.of(errors))
 
 
 def field_location(location: tuple) -> tuple:

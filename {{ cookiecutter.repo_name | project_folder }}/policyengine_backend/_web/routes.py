@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from policyengine_backend._errors import Unavailable
 from policyengine_backend._model import calculation
 from policyengine_backend._model.functions import WorkerFunction, register
 from policyengine_backend._models import (
@@ -65,7 +66,8 @@ async def health(http: Request) -> JSONResponse:
         version=PACKAGE_VERSION,
     )
     return JSONResponse(
-        status_code=200 if status == "ok" else 503, content=body.model_dump()
+        status_code=200 if status == "ok" else Unavailable.status,
+        content=body.model_dump(),
     )
 
 

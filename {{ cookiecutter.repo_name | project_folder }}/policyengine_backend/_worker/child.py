@@ -170,7 +170,7 @@ def policy_failed(job: Job, reason: str) -> Reply:
     return Reply(
         job.id,
         Outcome.POLICY_FAILED,
-        status=400,
+        status=Problem.status,
         errors=[field_error(("policy",), message)],
     )
 
@@ -234,7 +234,7 @@ def run_job(systems: Any, settings: Any, job: Job) -> Reply:
         return Reply(job.id, Outcome.BUG, message=f"{function.route}: {error}")
     except Exception as error:
         if (problem := model_problem(error, job.body)) is not None:
-            return Reply(job.id, Outcome.PROBLEM, status=400, errors=problem)
+            return Reply(job.id, Outcome.PROBLEM, status=Problem.status, errors=problem)
         logger.exception("%s failed", function.route, extra={"route": function.route})
         return Reply(job.id, Outcome.BUG, message=bug_message(function, error))
     stages = dict(simulations.stages)
