@@ -12,7 +12,7 @@ The Makefile is run with ``MODAL=<stand-in>`` and, for verification,
 (``project``, ``project_copy``, ``modal``, ``backend``) are in conftest.py.
 
 The checks themselves are the rendered project's scripts/deploy_gate.py
-(unit-tested by its own tests/test_deploy_gate.py); these tests drive them
+(unit-tested by its own tests/backend/test_deploy_gate.py); these tests drive them
 through make, as an engineer would.
 
 The tests, by concern:

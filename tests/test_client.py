@@ -100,7 +100,7 @@ def stale_check(project: Path, venv: Path) -> subprocess.CompletedProcess:
             "-p",
             "no:cacheprovider",
             "-q",
-            "tests/test_client.py",
+            "tests/backend/test_client.py",
             "-k",
             "committed_schema",
         ],
