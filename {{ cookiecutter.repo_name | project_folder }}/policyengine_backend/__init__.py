@@ -20,6 +20,8 @@ Where things are, for whoever maintains it:
 - ``_model/``: the country model: tax-benefit systems, households,
   policies, worker functions, metadata.
 - ``_jobs/``: jobs, run here or on Modal.
+- ``_population/``: society-wide impacts (``POST /jobs/impact``): datasets,
+  chunks fanned out here or on Modal, and the economy's figures.
 - ``_errors.py`` (every error and its answer), ``_settings.py``,
   ``_models.py`` (request and answer bodies), ``_logs.py``, ``_cache.py``,
   ``_dev.py`` (`make dev`).

@@ -6,7 +6,6 @@ import copy
 
 import pytest
 
-from policyengine_backend._settings import COUNTRY
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 from policyengine_backend.testing import assert_same_values, finished
 
@@ -62,7 +61,7 @@ def expected_chart(country_package, request: dict) -> dict:
     earnings = [low + i * (high - low) / (count - 1) for i in range(count)]
 
     def curve(policy):
-        reform = Reform.from_dict(policy, country_id=COUNTRY) if policy else None
+        reform = Reform.from_dict(policy, country_id="{{ cookiecutter.country }}") if policy else None
         simulation = country_package.Simulation(situation=situation, reform=reform)
         values = simulation.calculate("household_net_income", request["year"])
         net = values.reshape(count, -1)[:, 0].tolist()

@@ -73,7 +73,10 @@ async def invalid_request(request: Request, error: RequestValidationError):
 
 def field_location(location: tuple) -> tuple:
     """Where a field is, from the body's top ("household..."), as in every
-    other error; a JSON syntax error keeps "body" and the character offset."""
+    other error; the whole body (a model validator's error) is ``()``; a JSON
+    syntax error keeps "body" and the character offset."""
+    if tuple(location) == ("body",):
+        return ()
     if location[:1] == ("body",) and len(location) > 1 and isinstance(location[1], str):
         return tuple(location[1:])
     return tuple(location)
