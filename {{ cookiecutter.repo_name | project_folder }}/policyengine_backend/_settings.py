@@ -26,7 +26,7 @@ MODEL_VERSION = f"{COUNTRY_PACKAGE}/{PACKAGE_VERSION}"
 # PolicyEngine's own sites. CORS_ALLOW_ORIGINS replaces the list.
 # Modal ends a web request at 150 s (then answers a redirect, which a
 # browser's CORS request cannot follow), so a request's own limit stays
-# below it with room to answer; longer work is a job (POST /jobs).
+# below it with room to answer; longer work is a job (POST /jobs/<endpoint>).
 MAX_CALCULATION_TIMEOUT_SECONDS = 140
 
 DEFAULT_ORIGINS = (
