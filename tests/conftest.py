@@ -140,7 +140,7 @@ def run_rendered_suite(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        timeout=1500,
+        timeout=3600,
     )
     result.project = project
     return result

@@ -144,6 +144,6 @@ def test_ci_runs_every_test_with_longer_fuzzing_and_load(project):
     )
     pyproject = (project / "pyproject.toml").read_text()
     assert "addopts = \"-ra -m 'not ci and not client and not browser'\"" in pyproject
-    suite = project / "tests"
+    suite = project / "tests" / "backend"
     assert 'os.environ.get("FUZZ_EXAMPLES", "5")' in (suite / "test_fuzz.py").read_text()
     assert 'os.environ.get("LOAD_REQUESTS", "10")' in (suite / "test_load.py").read_text()

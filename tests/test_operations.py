@@ -101,6 +101,9 @@ DOCUMENTED_TARGETS = [
     "logs",
     "apps",
     "stop",
+    "synthetic-data",
+    "data",
+    "bench-population",
     "vercel-env",
 ]
 

@@ -128,6 +128,20 @@ def _kill_group(pid: int | None) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
+def _wait_until_gone(pid: int | None, seconds: float = 5.0) -> None:
+    """Wait (a little) for a killed job to end: its memory is freed as it
+    exits, and a reading taken before would count what it is giving back."""
+    end = time.monotonic() + seconds
+    while pid is not None and time.monotonic() < end:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return  # gone, and reaped
+        if state in ("Z", "X"):
+            return  # ended: a zombie holds no memory
+        time.sleep(0.01)
+
+
 class Worker:
     """Runs jobs, one at a time, in a worker process; see the module docstring.
 
@@ -317,6 +331,7 @@ class Worker:
 
     def _stop_job(self) -> None:
         _kill_group(self.job_pid)
+        _wait_until_gone(self.job_pid)
         self.job_pid = None
 
     def cancel(self, job: Job) -> None:
