@@ -6,6 +6,7 @@ project, follows the README's "Add your own endpoint" steps there and
 checks the new endpoint's answer against policyengine's own Simulation.
 """
 
+import logging
 import shutil
 import signal
 import subprocess
@@ -68,13 +69,14 @@ def test_an_edit_to_the_machinery_or_the_lock_restarts(project, name):
     assert changed_while_waiting(project / name) == "restart"
 
 
-def test_an_app_that_stops_is_reported_and_waits_for_a_change(project, capfd):
+def test_an_app_that_stops_is_reported_and_waits_for_a_change(project, caplog):
     stopped = Child()
     stopped.exitcode = 1
 
-    assert changed_while_waiting(project / "api/module.py", stopped) == "reload"
-    # On the terminal, where make dev's lines go.
-    assert "the app stopped (exit code 1)" in "".join(capfd.readouterr())
+    with caplog.at_level(logging.WARNING, logger="policyengine_backend._dev"):
+        assert changed_while_waiting(project / "api/module.py", stopped) == "reload"
+    # A WARNING: on make dev's terminal, where its log lines go.
+    assert "the app stopped (exit code 1)" in caplog.text
 
 
 def served(client: httpx.Client, path: str, body: dict) -> httpx.Response:
