@@ -56,19 +56,19 @@ class Scheduler:
         self.worker = worker
         self.failures_in_a_row = 0
         self.closing = False
-        self._queue: asyncio.Lock | None = None
+        self._queue = asyncio.Lock()
+        self._queue_loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, job: Job, deadline: Deadline, limit: TimeLimit) -> Reply:
         """The job's reply (OK, or POLICY_FAILED for the caller to remember);
         raises the error that answers anything else."""
-        if self._queue is None:
-            self._queue = asyncio.Lock()
         loop = asyncio.get_running_loop()
+        queue = self._queue_of(loop)
         waited_from = loop.time()
         with tracer.start_as_current_span("wait for the worker"):
             # The deadline can move later while this waits (a request with
             # more time joined), so each timeout is taken afresh.
-            while not await self._acquire_within(deadline.left()):
+            while not await self._acquire_within(queue, deadline.left()):
                 if deadline.left() <= 0:
                     waited = loop.time() - waited_from
                     add_to_note(worker_wait_ms=round(waited * 1000, 1))
@@ -102,7 +102,7 @@ class Scheduler:
                 "ask for fewer periods, people, axis points or values",
             ) from None
         finally:
-            self._queue.release()
+            queue.release()
         if reply.outcome is Outcome.BUG:
             self._failed()
             raise Bug(reply.message)
@@ -126,11 +126,21 @@ class Scheduler:
             await asyncio.gather(running, return_exceptions=True)
             raise
 
-    async def _acquire_within(self, seconds: float) -> bool:
-        assert self._queue is not None
+    def _queue_of(self, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
+        # An asyncio.Lock belongs to the first loop that waits on it. A
+        # process serves from one loop at a time, but not always the same one
+        # (each TestClient, or a server restarted in a thread, brings its
+        # own): a new loop gets a new queue, as the old loop's waiters are
+        # gone with it.
+        if loop is not self._queue_loop:
+            self._queue, self._queue_loop = asyncio.Lock(), loop
+        return self._queue
+
+    @staticmethod
+    async def _acquire_within(queue: asyncio.Lock, seconds: float) -> bool:
         try:
             async with asyncio.timeout(max(0.0, seconds)):
-                await self._queue.acquire()
+                await queue.acquire()
         except TimeoutError:
             return False
         return True

@@ -81,13 +81,14 @@ def test_an_app_that_stops_is_reported_and_waits_for_a_change(project, caplog):
 
 def served(client: httpx.Client, path: str, body: dict) -> httpx.Response:
     """The first answer of the served app that is not a 404 (the route is
-    not there yet) or a refused connection (the app is reloading)."""
+    not there yet), a refused connection or a 503 (the app is reloading: the
+    old one, shutting down, asks for the request again)."""
     for _ in range(6_000):
         try:
             response = client.post(path, json=body)
         except httpx.TransportError:
             response = None
-        if response is not None and response.status_code != 404:
+        if response is not None and response.status_code not in (404, 503):
             return response
         time.sleep(0.1)
     raise AssertionError(f"{path} was never served")

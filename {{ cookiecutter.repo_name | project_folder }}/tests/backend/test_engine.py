@@ -167,6 +167,34 @@ def test_a_calculation_nobody_waits_for_is_stopped(make_engine, moments):
     assert b'"status":"ok"' in answer
 
 
+def test_one_engine_serves_one_event_loop_after_another(make_engine, moments):
+    """Each TestClient, or a server restarted in a thread, brings its own
+    event loop: a request that waits for the worker is answered in each."""
+    engine = make_engine()
+
+    async def one_waits_behind_another(earnings: int) -> list[bytes]:
+        moments.started.unlink(missing_ok=True)
+        moments.release.unlink(missing_ok=True)
+        first = asyncio.create_task(
+            calculate(engine, household_with(STUCK, earnings=earnings))
+        )
+        await moments.started_pid()
+        second = asyncio.create_task(
+            calculate(engine, household_with(earnings=earnings + 1))
+        )
+        # The second waits in the queue behind the first (or has failed).
+        while not second.done() and not engine.scheduler._queue._waiters:
+            await asyncio.sleep(0.01)
+        moments.let_go()
+        return list(await asyncio.gather(first, second, return_exceptions=True))
+
+    answers = asyncio.run(one_waits_behind_another(46_000))
+    answers += asyncio.run(one_waits_behind_another(47_000))
+    assert all(
+        isinstance(answer, bytes) and b'"status":"ok"' in answer for answer in answers
+    ), answers
+
+
 # Many years, each prepared in full: in `make test-ci` (what CI runs).
 @pytest.mark.ci
 def test_memory_stays_bounded_over_distinct_years(make_engine):
