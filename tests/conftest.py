@@ -142,6 +142,9 @@ def run_rendered_suite(
         text=True,
         timeout=3600,
     )
+    # The project's venv is installed from its lock by the first of these
+    # (make client): the record holds both, in order.
+    result.stdout = client.stdout + result.stdout
     result.project = project
     return result
 
