@@ -106,6 +106,21 @@ async def calculate(
     return await engine.call("calculate", {"household": household, "policy": policy})
 
 
+def module_from(source: str, folder, name: str):
+    """``source`` (a page's or the README's example) written to ``folder``
+    and imported as the module ``name``, as a route module of api/ is."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(folder) / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class Moments:
     """Files through which a calculation in the worker and the test agree on
     moments: started (holding the pid of the job's process), released."""

@@ -4,7 +4,6 @@ Also what the page promises of every worker endpoint: unknown fields are
 refused, a Simulation built in a route is refused, and a blocked event loop
 is reported with the route that held it."""
 
-import importlib.util
 import logging
 import re
 import time
@@ -18,6 +17,7 @@ from policyengine_backend import create_app
 from policyengine_backend._settings import COUNTRY
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
 from policyengine_backend.testing import finished
+from tests.backend.conftest import module_from
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "docs" / "extending.md").read_text()
@@ -27,12 +27,9 @@ PAGE = (ROOT / "docs" / "extending.md").read_text()
 @pytest.fixture(scope="module")
 def served(client, tmp_path_factory):
     """The page's module, served next to the backend's own endpoints."""
-    path = tmp_path_factory.mktemp("routes") / "program_totals.py"
-    path.write_text(EXAMPLE)
-    spec = importlib.util.spec_from_file_location("program_totals_from_docs", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = module_from(
+        EXAMPLE, tmp_path_factory.mktemp("routes"), "program_totals_from_docs"
+    )
     app = create_app(title="t", description="d", routers=[module.router])
     with TestClient(app) as served:
         yield served

@@ -5,7 +5,6 @@ The steps are followed in full, `make test` included, by the template's
 own suite."""
 
 import ast
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from fastapi.testclient import TestClient
 from policyengine_backend import create_app
 from policyengine_backend._settings import COUNTRY
 from policyengine_backend.examples import EXAMPLE_HOUSEHOLD, EXAMPLE_POLICY
+from tests.backend.conftest import module_from
 from tests.backend.readme_steps import (
     INCLUDE,
     ROUTE_MODULE,
@@ -33,13 +33,9 @@ ROUTERS: list[APIRouter] = [earnings_chart.router]
 @pytest.fixture(scope="module")
 def net_income(tmp_path_factory):
     """The README's route module, imported as a module of its own."""
-    path = tmp_path_factory.mktemp("routes") / "net_income.py"
-    path.write_text(ROUTE_MODULE)
-    spec = importlib.util.spec_from_file_location("net_income_from_readme", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return module_from(
+        ROUTE_MODULE, tmp_path_factory.mktemp("routes"), "net_income_from_readme"
+    )
 
 
 def test_the_route_module_is_served_and_exact(client, net_income, country_package):
