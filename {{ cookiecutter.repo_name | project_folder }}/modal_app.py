@@ -127,18 +127,18 @@ POPULATION_VOLUME = modal.Volume.from_name(
 POPULATION_DATA_DIR = "/population-data"
 POPULATION_VOLUMES = {POPULATION_DATA_DIR: POPULATION_VOLUME}
 {%- if cookiecutter.country == "us" %}
-# Sized by measurement (synthetic US data, policyengine-us 2.68, one chunk
-# process, 2-core machine): peak memory = 1,989 MB + 0.10 MB per household
-# (250: 2,015 MB; 500: 2,040 MB; 1,000: 2,091 MB), 80-90 s per chunk for
-# baseline and reform. Populace (~57,000 households) in 16 chunks is ~3,600
-# households a chunk, ~2.4 GB by that line; 4 GB leaves room for the real
-# file's many more columns, which only a deploy can measure.
+# Sized by measurement: a chunk's peak memory is 1,989 MB + 0.10 MB per
+# household (synthetic data; _population/sizing.py has the figures, and
+# makes more chunks if one would not fit), 80-90 s per chunk for baseline and
+# reform. Populace (~57,000 households) in 16 chunks is ~3,600 households a
+# chunk, ~2.4 GB by that line; 4 GB leaves room for the real file's many
+# more columns, which only a deploy can measure.
 POPULATION_CHUNKS = 16
 POPULATION_CHUNK_MEMORY_MB = 4096
 {%- else %}
-# Sized by measurement (synthetic UK data, policyengine-uk 2.162, one chunk
-# process, 2-core machine): peak memory = 532 MB + 0.019 MB per household
-# (250: 536 MB; 500: 542 MB; 1,000: 551 MB), 55-60 s per chunk for baseline
+# Sized by measurement: a chunk's peak memory is 532 MB + 0.019 MB per
+# household (synthetic data; _population/sizing.py has the figures, and
+# makes more chunks if one would not fit), 55-60 s per chunk for baseline
 # and reform. The enhanced FRS (~25,000 households) in 8 chunks is ~3,100
 # households a chunk, ~600 MB by that line; 2 GB leaves room for the real
 # file's many more columns, which only a deploy can measure.
@@ -154,6 +154,8 @@ BACKEND_ENV.update(
         "POPULATION_DATASET": "{{ "populace" if cookiecutter.country == "us" else "enhanced_frs" }}",
         "POPULATION_DATA_DIR": POPULATION_DATA_DIR,
         "POPULATION_CHUNKS": str(POPULATION_CHUNKS),
+        # More chunks than that if one would not fit (_population/sizing.py).
+        "POPULATION_CHUNK_MEMORY_MB": str(POPULATION_CHUNK_MEMORY_MB),
     }
 )
 # The chunks' image: the backend's, without the household model's warm-up.
@@ -230,6 +232,7 @@ def population_chunk(task):
     """One chunk of households, simulated: the arrays the figures need
     (policyengine_backend/_population/chunks.py). run_job calls it with
     ``.map`` over the chunks."""
+    import api.main  # noqa: F401 - declares the project's population endpoints
     from policyengine_backend._population.chunks import run_chunk
 
     if not Path(task.path).is_file():

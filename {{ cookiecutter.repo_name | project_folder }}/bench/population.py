@@ -3,9 +3,9 @@
 The naive run is two fresh ``Microsimulation``s of the same synthetic file,
 one after the other (current law, then the policy), as a first version
 would do it. The impact is the ``/jobs/impact`` job's own work
-(``coordinate``) with POPULATION_CHUNKS chunks: a first reform on 1 and 2
-processes (nothing kept); a second reform, on the kept baseline; the first
-again, from the kept answer. Each run is forked from this warm process, so
+(``coordinate``), with its default chunks (one per process): a first reform
+on 1 and 2 processes (nothing kept); a second reform, on the kept baseline;
+the first again, from the kept answer. Each run is forked from this warm process, so
 each starts from the same state (the model imported, nothing of the policy
 built). Also: the peak memory of one chunk's process. HOUSEHOLDS (default
 2000) sets the dataset's size.
@@ -34,7 +34,6 @@ from policyengine_backend._settings import get_settings  # noqa: E402
 from policyengine_backend.examples import EXAMPLE_POLICY  # noqa: E402
 
 YEAR = 2025
-CHUNKS = 4
 FORK = multiprocessing.get_context("fork")
 
 
@@ -73,7 +72,8 @@ def main() -> None:
     households = int(os.environ.get("HOUSEHOLDS", "2000"))
     folder = Path(tempfile.mkdtemp())
     path = synthetic.write(folder / datasets.SYNTHETIC_FILE, households, seed=1)
-    os.environ.update(POPULATION_DATA_DIR=str(folder), POPULATION_CHUNKS=str(CHUNKS))
+    os.environ["POPULATION_DATA_DIR"] = str(folder)
+    os.environ.pop("POPULATION_CHUNKS", None)
     data = ds.load(path)
     chunks.microsimulation_class()  # the model, imported before every fork
     body = {"policy": EXAMPLE_POLICY, "year": YEAR, "region": None, "dataset": None}
@@ -95,10 +95,10 @@ def main() -> None:
         for kept in (".baselines", ".answers"):  # nothing kept: all of it runs
             shutil.rmtree(folder / kept, ignore_errors=True)
         os.environ["POPULATION_PROCESSES"] = str(processes)
-        row(f"first reform, {CHUNKS} chunks, {processes} process(es)", body)
+        row(f"first reform, {processes} process(es) and chunk(s)", body)
     row("second reform, the baseline kept", {**body, "policy": second})
     row("the first again: its kept answer", body)
-    size = max(1, households // CHUNKS)
+    size = max(1, households // 4)
     part = synthetic.write(folder / "chunk.h5", size, seed=1)
     peak, _ = in_fork(lambda: chunk_peak_mb(part))
     name = f"peak memory of a {size}-household chunk"

@@ -32,14 +32,20 @@ Importing it builds nothing: ``create_app`` makes the engine.
 from policyengine_backend._errors import Problem
 from policyengine_backend._model.functions import Simulations
 from policyengine_backend._models import Household, Policy
+from policyengine_backend._population.economy import values as unweighted
+from policyengine_backend._population.request import PopulationRequest
 from policyengine_backend._web.app import create_app
 from policyengine_backend._web.endpoints import worker_endpoint
+from policyengine_backend._web.population import population_endpoint
 
 __all__ = [
     "Household",
     "Policy",
+    "PopulationRequest",
     "Problem",
     "Simulations",
     "create_app",
+    "population_endpoint",
+    "unweighted",
     "worker_endpoint",
 ]

@@ -160,11 +160,16 @@ class Settings(BaseSettings):
     # Where dataset files are: the project's data/ locally; the Volume's
     # mount on Modal.
     population_data_dir: str = "data"
-    # Chunks of households an impact is split into (fewer if there are fewer
-    # households); the answer is the same for any number.
-    population_chunks: int = Field(4, ge=1)
+    # Chunks of households an impact is split into, at least (unset: one per
+    # local process); more if a chunk would not fit in the memory below,
+    # fewer if there are fewer households. The answer is the same for any
+    # number (_population/sizing.py).
+    population_chunks: int | None = Field(None, ge=1)
     # Local processes running chunks at once (on Modal: containers instead).
     population_processes: int = Field(1, ge=1)
+    # The memory one chunk may use, in MB: on Modal, the chunk function's
+    # (modal_app.py sets it). Unset: chunks are not sized by memory.
+    population_chunk_memory_mb: float | None = Field(None, gt=0)
     # --- end of society-wide impacts ------------------------------------------
 
     # Least severe log level written to stdout (and to Logfire, when set

@@ -905,7 +905,7 @@ export interface components {
             region?: string | null;
             /**
              * Year
-             * @description The year simulated. Left out: the first of years, or else this year, as the model's own default.
+             * @description The year simulated. Left out: the first of years (where a job takes years), or else this year, as the model's own default.
              */
             year?: number | null;
             /**

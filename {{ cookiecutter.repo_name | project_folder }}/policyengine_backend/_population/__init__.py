@@ -9,9 +9,13 @@ every figure's definition.
   digest and layout; filter a region; split into chunks; allowed years.
 - ``datasets``: the configured datasets by name (synthetic, the default).
 - ``synthetic``: write a deterministic synthetic dataset in the real layout.
-- ``economy``: the map (arrays from one chunk) and the reduce (the figures).
+- ``metrics``: what a job computes, as a map and a reduce, by name.
+- ``economy``: /jobs/impact's metric: the map (arrays from one chunk) and
+  the reduce (the figures).
 - ``coupled``: the few model variables that read the whole population.
 - ``chunks``: simulate one chunk, gather chunks, a local process pool.
-- ``impact``: the ``/jobs/impact`` job, its request and its progress.
+- ``sizing``: how many chunks, from the processes and a chunk's memory.
+- ``impact``: a population job, run here or fanned out; what it keeps.
+- ``request``: the jobs' requests; ``progress``: how far a job is.
 - ``fetch``: copy the country's default dataset to a folder (the Volume).
 """

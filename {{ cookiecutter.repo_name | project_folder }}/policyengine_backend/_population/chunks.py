@@ -1,11 +1,11 @@
 """Simulating chunks of a dataset, and gathering their arrays.
 
 A society-wide run is one task per chunk of whole households: each builds
-one ``Microsimulation`` of its chunk (baseline or reform) and returns
-``economy.impact_arrays``. Tasks share nothing, so they run one after
+one ``Microsimulation`` of its chunk (baseline or reform) and returns its
+metric's arrays (``metrics.py``). Tasks share nothing, so they run one after
 another, in a local process pool (``map_local``) or on other machines (the
 ``population_chunk`` function in modal_app.py, with ``.map``); ``gather``
-joins their arrays in chunk order and ``economy.impact`` reduces them.
+joins their arrays in chunk order and the metric's reduce takes them.
 ``simulate`` is that loop, with the population-wide values of
 ``coupled.py``.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from policyengine_backend._population import coupled, economy
+from policyengine_backend._population import coupled, metrics
 from policyengine_backend._population import dataset as ds
 
 Policy = Mapping[str, Any] | None
@@ -39,6 +39,7 @@ class Chunk:
     year: int
     policy: dict | None
     inputs: coupled.PopulationInputs | None = None
+    metric: str = "impact"  # what the chunk returns (``metrics.py``)
 
 
 def microsimulation_class() -> type:
@@ -55,46 +56,30 @@ def microsimulation_class() -> type:
 {%- if cookiecutter.country == "us" %}
 
 
-# Reformed systems by policy, for the life of the process.
-_systems: dict[str, Any] = {}
+# This process's tax-benefit systems: the current law's (the model's own,
+# warm in a process forked from the server), and reformed ones derived from
+# it as the household path derives them.
+_systems: Any = None
 
 
-def reformed_class(policy: Mapping[str, Any]) -> type:
-    """A Microsimulation class whose reformed system is built once.
+def systems() -> Any:
+    """This process's ``_model.systems.TaxBenefitSystems``.
 
     ``Microsimulation(reform=...)`` builds a new tax-benefit system for every
     simulation (about a minute, whatever the number of households), which
-    would dominate a run of many chunks under one policy. This builds it
-    once per process, as ``Microsimulation(reform=...)`` builds it, and gives
-    each simulation a copy-on-write share of it, the way policyengine-us
-    shares its own current-law system (``share_spm_policy``). The reform is
-    then already in the system: the reform core applies again is a no-op.
-    The tests check the results equal ``Microsimulation(reform=Reform.
-    from_dict(policy))``.
+    would dominate a run of many chunks. A policy's system is derived here
+    once per process, in seconds, and each chunk's simulation runs on a
+    cheap copy of it, as a household's does. The tests check the figures
+    equal ``Microsimulation(reform=Reform.from_dict(policy))``.
     """
-    from policyengine_core.reforms import Reform
-    from policyengine_us import Microsimulation
-    from policyengine_us.spm import share_spm_policy, with_parameter_barrier
-    from policyengine_us.system import CountryTaxBenefitSystem
+    global _systems
+    if _systems is None:
+        import policyengine_us
 
-    key = repr(sorted(policy.items()))
-    if key not in _systems:
-        reform = Reform.from_dict(dict(policy), country_id="us")
-        _systems[key] = with_parameter_barrier(CountryTaxBenefitSystem(reform=reform))
-    system = _systems[key]
+        from policyengine_backend._model.systems import TaxBenefitSystems
 
-    class AlreadyApplied(Reform):
-        def apply(self) -> None:
-            return None
-
-    class ChunkMicrosimulation(Microsimulation):
-        reform_marker = AlreadyApplied
-
-        @staticmethod
-        def default_tax_benefit_system(*args: Any, **kwargs: Any) -> Any:
-            return share_spm_policy(system)
-
-    return ChunkMicrosimulation
+        _systems = TaxBenefitSystems(policyengine_us, "us", max_cached=4)
+    return _systems
 
 
 {%- endif %}
@@ -104,7 +89,7 @@ def make_simulation(data: Any, policy: Policy = None) -> Any:
     """A Microsimulation of ``data`` under ``policy`` (None: current law).
 
     US: the policy applies as ``Reform.from_dict(policy)``, on a reformed
-    system built once per process (``reformed_class``). UK: it is given as a
+    system derived once per process (``systems``). UK: it is given as a
     dict, policyengine-uk's own route, which also decides whether it applies
     before the data is projected. Structural reforms the policy switches on
     apply as the model applies them.
@@ -113,8 +98,7 @@ def make_simulation(data: Any, policy: Policy = None) -> Any:
     if not policy:
         return microsimulation_class()(dataset=data)
 {%- if cookiecutter.country == "us" %}
-    cls: Any = reformed_class(policy)
-    return cls(dataset=data, reform=cls.reform_marker)
+    return systems().microsimulation(data, dict(policy))
 {%- else %}
     return microsimulation_class()(dataset=data, reform=dict(policy))
 
@@ -145,16 +129,16 @@ def load(path: str, sha256: str | None, region: str | None) -> Any:
 
 
 def run_chunk(task: Chunk, data: Any = None) -> Arrays:
-    """Simulate one chunk: its ``economy.impact_arrays`` (and what
-    ``coupled.settle`` needs). ``data``: the loaded, filtered dataset, if
-    this process has it; else the file is read here."""
+    """Simulate one chunk: its metric's arrays (and what ``coupled.settle``
+    needs). ``data``: the loaded, filtered dataset, if this process has it;
+    else the file is read here."""
     if data is None:
         data = load(task.path, task.sha256, task.region)
     part = ds.chunk(data, task.index, task.count)
     simulation = make_simulation(part, task.policy)
     chunked = task.count > 1
     coupled.apply(simulation, task.year, task.inputs, chunked)
-    arrays = economy.impact_arrays(simulation, task.year)
+    arrays = metrics.chunk_arrays(metrics.get(task.metric), simulation, task.year)
     arrays.update(coupled.chunk_arrays(simulation, task.year))
     coupled.check(simulation, chunked)
     return arrays
@@ -216,7 +200,7 @@ def warm(policy: Policy) -> None:
     so its processes inherit it rather than each building it again."""
 {%- if cookiecutter.country == "us" %}
     if policy:
-        reformed_class(policy)
+        systems().for_policy(dict(policy))
 {%- endif %}
 
 

@@ -228,10 +228,14 @@ def apply(
 def chunk_arrays(simulation: Any, year: int) -> dict[str, np.ndarray]:
     """The income components ``settle`` ranks (computing them does not
     compute attendance)."""
-    return {
+    arrays = {
         PREFIX + v: values(simulation, v, year).astype(np.float64)
         for v in RANKED_COMPONENTS
     }
+    # Whose they are, and whose ranked values they decide.
+    for entity in {*RANKED_COMPONENTS.values(), *RANKED.values()}:
+        arrays[f"{PREFIX}{entity}_id"] = ids(simulation, entity, year)
+    return arrays
 
 
 def check(simulation: Any, chunked: bool) -> None:
@@ -276,7 +280,7 @@ def settle(
         return inputs, []
     simulation = whole_population(data, policy, build)
     for variable, entity in RANKED_COMPONENTS.items():
-        got_ids = np.concatenate([np.asarray(r[f"{entity}_id"]) for r in results])
+        got_ids = np.concatenate([r[f"{PREFIX}{entity}_id"] for r in results])
         got = np.concatenate([np.asarray(r[PREFIX + variable]) for r in results])
         target = ids(simulation, entity, year)
         simulation.set_input(
@@ -288,7 +292,7 @@ def settle(
         simulation.delete_arrays(variable, year)
         changed = inputs.ids[entity][fresh != inputs.values[variable]]
         for index, arrays in enumerate(results):
-            if np.isin(arrays[f"{entity}_id"], changed).any():
+            if np.isin(arrays[f"{PREFIX}{entity}_id"], changed).any():
                 stale.add(index)
         inputs.values[variable] = fresh
     for variable in RANKED_COMPONENTS:

@@ -75,11 +75,14 @@ INTRA_DECILE_LABELS = (
 def values(
     simulation: Any, variable: str, year: int, map_to: str | None = None
 ) -> np.ndarray:
-    """A variable's unweighted values. The switch is named differently by
-    country (``unweighted`` or ``use_weights``), and the plain
-    ``Simulation`` a reform carries as its baseline has neither."""
+    """A variable's unweighted values, an enum's by name. The switches are
+    named differently by country (``unweighted`` or ``use_weights``), and
+    the plain ``Simulation`` a reform carries as its baseline has neither;
+    enums are decoded by default in some and not in others."""
     parameters = inspect.signature(simulation.calculate).parameters
     options: dict[str, Any] = {}
+    if "decode_enums" in parameters:
+        options["decode_enums"] = True
     if "unweighted" in parameters:
         options["unweighted"] = True
     elif "use_weights" in parameters:
@@ -287,9 +290,11 @@ def inequality(arrays: Arrays) -> dict[str, float]:
     }
 
 
-def impact(baseline: Arrays, reform: Arrays) -> dict[str, Any]:
+def impact(baseline: Arrays, reform: Arrays, request: Any = None) -> dict[str, Any]:
     """The economy comparison of ``reform`` against ``baseline``: both the
-    gathered ``impact_arrays`` of the same households in the same order."""
+    gathered ``impact_arrays`` of the same households in the same order.
+    (The reduce of /jobs/impact's metric, which needs nothing of the
+    request.)"""
     check_arrays(baseline, "baseline")
     check_arrays(reform, "reform")
     if not (

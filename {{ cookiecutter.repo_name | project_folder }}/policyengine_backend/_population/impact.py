@@ -1,9 +1,11 @@
-"""The ``/jobs/impact`` job: coordinate the chunks, reduce, answer.
+"""Population jobs (``/jobs/impact``, and a project's own metrics): coordinate
+the chunks, reduce, answer.
 
 ``coordinate`` is the whole job wherever it runs: read the dataset (its
 digest checked), run the baseline's chunks and the reform's, and reduce them
-to policyengine-api's economy comparison with where the data came from. The
-chunks run through a ``Mapper``:
+with the job's metric (``metrics.py``; /jobs/impact's is policyengine-api's
+economy comparison), adding where the data came from. The chunks run
+through a ``Mapper``:
 
 - locally (``make dev``, tests): the job runs in a process forked from the
   warm server, never in the server itself, and its chunks in a pool of
@@ -30,9 +32,11 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from policyengine_backend._engine.engine import encode_answer
 from policyengine_backend._errors import (
@@ -49,14 +53,25 @@ from policyengine_backend._population import (
     chunks,
     datasets,
     economy,
+    metrics,
     progress,
+    sizing,
 )
 from policyengine_backend._population import dataset as ds
+from policyengine_backend._population.request import ImpactRequest
 from policyengine_backend._settings import MODEL_VERSION, get_settings
 
 logger = logging.getLogger(__name__)
 
 Report = Callable[[int, int], None]
+
+# /jobs/impact's metric. Its route declares it too (``population_endpoint``
+# in _web/routes.py); it is registered here as well so that whatever imports
+# this module (a chunk's container, the bench) knows it without the app.
+IMPACT = metrics.Metric(
+    "impact", economy.impact_arrays, economy.impact, ImpactRequest, dict[str, Any]
+)
+metrics.register(IMPACT)
 
 # Set by modal_app.py in Modal's containers: runs tasks in other containers.
 _remote: chunks.Mapper | None = None
@@ -79,11 +94,6 @@ def use_remote(function: Any, on_write: Callable[[], None] | None = None) -> Non
     _remote = run
 
 
-def chunk_count(households: int) -> int:
-    """POPULATION_CHUNKS, or fewer if there are fewer households."""
-    return max(1, min(get_settings().population_chunks, households))
-
-
 # Budget figures that add up over years (not the count of households).
 FLOWS = (
     "budgetary_impact",
@@ -94,9 +104,17 @@ FLOWS = (
 )
 
 
-def coordinate(body: dict, report: Report, mapper: chunks.Mapper | None = None) -> dict:
-    """The job's result for a checked request ``body``: the figures of its
-    year and, with ``years``, each year's budget and their total."""
+def coordinate(
+    body: dict,
+    report: Report,
+    mapper: chunks.Mapper | None = None,
+    metric_name: str = "impact",
+) -> dict:
+    """The job's result for a checked request ``body``: the metric's answer
+    for its year (with ``years``, /jobs/impact's: each year's budget and
+    their total), and where the data came from."""
+    metric = metrics.get(metric_name)
+    request = metric.request_model.model_validate(body)
     spec = datasets.get(body.get("dataset"))
     path = spec.path
     if spec.synthetic and not path.exists():
@@ -110,7 +128,7 @@ def coordinate(body: dict, report: Report, mapper: chunks.Mapper | None = None) 
         sha256 = ds.file_sha256(path)
     region, policy = body.get("region"), body["policy"]
     years = body.get("years") or [body["year"]]
-    run = _Run(str(path), sha256, region, policy, report)
+    run = _Run(str(path), sha256, region, policy, report, metric, request)
     figures = run.years(years, mapper)
     result = dict(figures[years[0]])
     if body.get("years"):
@@ -138,9 +156,11 @@ def coordinate(body: dict, report: Report, mapper: chunks.Mapper | None = None) 
 class _Run:
     """One job's years: each year's figures, kept or simulated."""
 
-    def __init__(self, path, sha256, region, policy, report: Report):
+    def __init__(self, path, sha256, region, policy, report: Report, metric, request):
         self.path, self.sha256, self.region, self.policy = path, sha256, region, policy
         self.report = report
+        self.metric: metrics.Metric = metric
+        self.request = request
         self.done = self.total = 0
         self.lock = threading.Lock()
 
@@ -151,7 +171,13 @@ class _Run:
 
     def years(self, years: list[int], mapper: chunks.Mapper | None) -> dict[int, dict]:
         keys = {
-            year: kept_key(self.sha256, year, self.region, policy_key(self.policy))
+            year: kept_key(
+                self.sha256,
+                year,
+                self.region,
+                self.metric.name,
+                policy_key(self.policy),
+            )
             for year in years
         }
         figures = {year: load_kept("answers", keys[year]) for year in years}
@@ -168,7 +194,7 @@ class _Run:
             if isinstance(error, DatasetError):
                 raise
             raise Problem(("region",), str(error)) from None
-        count = chunk_count(len(ds.household_order(data)))
+        count = sizing.chunk_count(len(ds.household_order(data)))
         self.total = 2 * count * len(missing)
         self.report(0, self.total)
         if mapper is None:  # here: the years one after another, on a pool
@@ -192,12 +218,19 @@ class _Run:
         def tasks(side_policy: dict | None, n: int) -> list[chunks.Chunk]:
             return [
                 chunks.Chunk(
-                    self.path, self.sha256, self.region, i, n, year, side_policy
+                    self.path,
+                    self.sha256,
+                    self.region,
+                    i,
+                    n,
+                    year,
+                    side_policy,
+                    metric=self.metric.name,
                 )
                 for i in range(n)
             ]
 
-        key = kept_key(self.sha256, year, self.region)
+        key = kept_key(self.sha256, year, self.region, self.metric.name)
         stored = load_kept("baselines", key)
         if stored is None:
             baseline, inputs = chunks.simulate(
@@ -219,7 +252,30 @@ class _Run:
             # baseline's arrays stand, being the same for any chunking).
             logger.info("the policy is population-wide: its reform runs in one chunk")
             reform, _ = chunks.simulate(data, tasks(self.policy, 1), mapper)
-        return economy.impact(baseline, reform)
+        return checked(
+            self.metric,
+            self.metric.reduce(
+                metrics.own(baseline), metrics.own(reform), self.request
+            ),
+        )
+
+
+def checked(metric: metrics.Metric, result: Any) -> dict:
+    """The reduce's result, if it is what its metric declares: a JSON object
+    that matches ``result_model`` (else a 500, never served)."""
+    adapter = TypeAdapter(metric.result_model)
+    try:
+        valid = adapter.dump_python(adapter.validate_python(result), mode="json")
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = "".join(f"[{part!r}]" for part in first["loc"])
+        raise Bug(
+            f"/jobs/{metric.name}: the result does not match its result_model "
+            f"at result{where}: {first['msg']}"
+        ) from None
+    if not isinstance(valid, dict):
+        raise Bug(f"/jobs/{metric.name}: the result must be a JSON object")
+    return valid
 
 
 def kept_key(sha256: str | None, year: int, region: str | None, *more: str) -> str:
@@ -275,14 +331,16 @@ def as_backend_error(error: BaseException) -> BackendError:
     return Bug(f"the impact job failed: {type(error).__name__}")
 
 
-def _in_fork(connection, body: dict, server: int) -> None:
+def _in_fork(connection, body: dict, server: int, metric: str) -> None:
     """The forked job process: run, send progress and then the outcome."""
     from policyengine_backend._worker.child import die_with_parent, let_go_of_sockets
 
     die_with_parent(server)
     let_go_of_sockets(keep=connection.fileno())
     try:
-        result = coordinate(body, lambda d, t: connection.send(("progress", d, t)))
+        result = coordinate(
+            body, lambda d, t: connection.send(("progress", d, t)), metric_name=metric
+        )
         connection.send(("ok", encode_answer(result)))
     except BaseException as error:
         # As plain data: exceptions with their own __init__ do not unpickle.
@@ -297,13 +355,23 @@ def _in_fork(connection, body: dict, server: int) -> None:
 _running: dict[str, asyncio.Future[bytes]] = {}
 
 
-async def answer(engine: Any, body: dict, limit: Any) -> bytes:
-    """The job's answer (``COMPOSED["impact"]``). Raises a BackendError.
-    The same request while one runs here waits for its answer (on Modal,
-    each job has its container: the same request after one has finished is
-    answered from the kept answer instead)."""
+def answer_for(metric: str) -> Callable[[Any, dict, Any], Awaitable[bytes]]:
+    """How a job of ``metric`` is answered (``COMPOSED[metric]``)."""
+
+    async def answer_metric(engine: Any, body: dict, limit: Any) -> bytes:
+        return await answer(engine, body, limit, metric)
+
+    return answer_metric
+
+
+async def answer(engine: Any, body: dict, limit: Any, metric: str = "impact") -> bytes:
+    """The job's answer. Raises a BackendError. The same request while one
+    runs here waits for its answer (on Modal, each job has its container:
+    the same request after one has finished is answered from the kept
+    answer instead)."""
     request = json.dumps(
         [
+            metric,
             policy_key(body["policy"]),
             body.get("years") or body["year"],
             body.get("region"),
@@ -316,7 +384,7 @@ async def answer(engine: Any, body: dict, limit: Any) -> bytes:
     future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
     _running[request] = future
     try:
-        result = await _answer(body, limit)
+        result = await _answer(body, limit, metric)
     except BaseException as error:
         future.set_exception(error)
         future.exception()  # retrieved: no "never retrieved" warning
@@ -328,7 +396,7 @@ async def answer(engine: Any, body: dict, limit: Any) -> bytes:
         del _running[request]
 
 
-async def _answer(body: dict, limit: Any) -> bytes:
+async def _answer(body: dict, limit: Any, metric: str) -> bytes:
     job = progress.job_id()
     if _remote is not None:
         remote = _remote
@@ -338,7 +406,8 @@ async def _answer(body: dict, limit: Any) -> bytes:
 
         try:
             result = await asyncio.wait_for(
-                asyncio.to_thread(coordinate, body, report, remote), limit.seconds
+                asyncio.to_thread(coordinate, body, report, remote, metric),
+                limit.seconds,
             )
         except TimeoutError:
             raise CalculationTimeout(
@@ -347,16 +416,16 @@ async def _answer(body: dict, limit: Any) -> bytes:
         except Exception as error:
             raise as_backend_error(error) from None
         return encode_answer(result)
-    return await _local(body, limit, job)
+    return await _local(body, limit, job, metric)
 
 
-async def _local(body: dict, limit: Any, job: str | None) -> bytes:
+async def _local(body: dict, limit: Any, job: str | None, metric: str) -> bytes:
     from policyengine_backend._worker.supervisor import FORK
 
     receive, send = FORK.Pipe(duplex=False)
     # Not a daemon: daemons may not start the chunks' pool. It dies with
     # this process all the same (die_with_parent), and is ended below.
-    process = FORK.Process(target=_in_fork, args=(send, body, os.getpid()))
+    process = FORK.Process(target=_in_fork, args=(send, body, os.getpid(), metric))
     process.start()
     send.close()
     deadline = time.monotonic() + limit.seconds

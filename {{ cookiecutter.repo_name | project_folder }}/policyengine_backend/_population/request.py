@@ -1,4 +1,5 @@
-"""The request of ``POST /jobs/impact``, checked before the job starts.
+"""The requests of population jobs (``POST /jobs/impact``, and a project's
+own: ``PopulationRequest``), checked before the job starts.
 
 Each field is checked here, so a bad one is a 422 naming it before any data
 is read: the dataset must be a configured name, the region one the country
@@ -33,7 +34,11 @@ IMPACT_EXAMPLES: Any = [
 MAX_YEARS = 10
 
 
-class ImpactRequest(BaseModel):
+class PopulationRequest(BaseModel):
+    """A policy, and the population it is simulated on: a dataset, a region
+    of it, a year. A project's own population job may ask for more by
+    subclassing it."""
+
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": IMPACT_EXAMPLES}
     )
@@ -58,15 +63,8 @@ class ImpactRequest(BaseModel):
     )
     year: int | None = Field(
         default=None,
-        description="The year simulated. Left out: the first of years, or else "
-        "this year, as the model's own default.",
-    )
-    years: list[int] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=MAX_YEARS,
-        description="A budget window: each year's budget and their total, in "
-        "budget_window; the other figures are the first year's.",
+        description="The year simulated. Left out: the first of years (where "
+        "a job takes years), or else this year, as the model's own default.",
     )
 
     @field_validator("dataset")
@@ -97,6 +95,25 @@ class ImpactRequest(BaseModel):
             )
         return value
 
+    @model_validator(mode="after")
+    def the_year(self) -> "PopulationRequest":
+        if self.year is None:
+            self.year = self.default_year()
+        return self
+
+    def default_year(self) -> int:
+        return date.today().year
+
+
+class ImpactRequest(PopulationRequest):
+    years: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_YEARS,
+        description="A budget window: each year's budget and their total, in "
+        "budget_window; the other figures are the first year's.",
+    )
+
     @field_validator("years", mode="after")
     @classmethod
     def covered_and_distinct(
@@ -112,8 +129,5 @@ class ImpactRequest(BaseModel):
             raise ValueError("the first year must be year, if both are given")
         return value
 
-    @model_validator(mode="after")
-    def the_year(self) -> "ImpactRequest":
-        if self.year is None:
-            self.year = self.years[0] if self.years else date.today().year
-        return self
+    def default_year(self) -> int:
+        return self.years[0] if self.years else date.today().year

@@ -29,7 +29,7 @@ from policyengine_backend._models import (
     ParameterResponse,
     VariableResponse,
 )
-from policyengine_backend._population import impact as population_impact
+from policyengine_backend._population import economy
 from policyengine_backend._population import progress as population_progress
 from policyengine_backend._population.request import ImpactRequest
 from policyengine_backend._settings import COUNTRY, COUNTRY_PACKAGE, PACKAGE_VERSION
@@ -38,6 +38,7 @@ from policyengine_backend._web.endpoints import (
     request_body,
     worker_endpoint,
 )
+from policyengine_backend._web.population import population_endpoint
 from policyengine_backend._web.responses import CALCULATION_ERRORS, NOT_FOUND
 from policyengine_backend.examples import (
     EXAMPLE_PARAMETER,
@@ -99,7 +100,13 @@ add_job_route(
 
 # --- Society-wide impacts (policyengine_backend/_population/) ---------------
 # POST /jobs/impact: only a job (it runs for minutes); docs/population.md.
-add_job_route(router, "impact", ImpactRequest, answer=population_impact.answer)
+population_endpoint(
+    router,
+    "/impact",
+    arrays=economy.impact_arrays,
+    request_model=ImpactRequest,
+    result_model=dict[str, Any],
+)(economy.impact)
 # --- end of society-wide impacts ----------------------------------------------
 
 # --- Many households: /calculate-many, /jobs/calculate-many -----------------

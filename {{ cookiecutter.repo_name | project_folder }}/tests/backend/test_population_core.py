@@ -1,15 +1,16 @@
 """The pieces of society-wide impacts that need no simulation: synthetic
-data, loading and its checks, regions, chunk bounds, and the reduce step on
-arrays worked out by hand."""
+data, loading and its checks, regions, chunk bounds and counts, and the
+reduce step on arrays worked out by hand."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from policyengine_backend._errors import DatasetError
+from policyengine_backend._errors import DatasetError, Unavailable
 from policyengine_backend._population import dataset as ds
-from policyengine_backend._population import economy, synthetic
+from policyengine_backend._population import economy, sizing, synthetic
 from policyengine_backend._population.datasets import SYNTHETIC_PATH
+from policyengine_backend._settings import get_settings
 
 HOUSEHOLDS = 80
 
@@ -123,6 +124,56 @@ def toy(net_income, weight, people, tax=None) -> dict:
         "person_in_poverty": net < 15_000,
         "person_in_deep_poverty": net < 7_500,
     }
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    """Set environment variables as settings, for this test only."""
+
+    def set_(**values: object) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, str(value))
+        get_settings.cache_clear()
+
+    yield set_
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_chunks_are_one_per_process_unless_set(settings):
+    settings(POPULATION_PROCESSES=3)
+    assert sizing.chunk_count(1000) == 3
+    assert sizing.chunk_count(2) == 2  # never more than the households
+    settings(POPULATION_CHUNKS=5)
+    assert sizing.chunk_count(1000) == 5
+
+
+def test_a_smaller_chunk_memory_gives_more_smaller_chunks(settings):
+    counts = []
+    # Room for all, for a hundred, for seven households (and a megabyte more,
+    # so rounding does not decide).
+    for fits in (1000, 100, 7):
+        memory = sizing.least_memory_mb(fits) + 1
+        settings(POPULATION_CHUNKS=2, POPULATION_CHUNK_MEMORY_MB=memory)
+        count = sizing.chunk_count(1000)
+        largest = max(stop - start for start, stop in ds.chunk_bounds(1000, count))
+        assert fits <= sizing.households_per_chunk(memory)
+        assert largest <= sizing.households_per_chunk(memory), (fits, count)
+        counts.append(count)
+    assert counts[0] == 2  # as many as asked for, when they fit
+    assert counts[0] < counts[1] < counts[2]
+
+
+def test_a_chunk_memory_too_small_for_one_household_is_named(settings):
+    settings(POPULATION_CHUNK_MEMORY_MB=sizing.FIXED_MB)  # nothing left over
+
+    with pytest.raises(Unavailable) as error:
+        sizing.chunk_count(1000)
+    message = str(error.value)
+    assert f"POPULATION_CHUNK_MEMORY_MB={sizing.FIXED_MB:g}" in message
+    # ... and what would do.
+    enough = int(message.rsplit("set at least ", 1)[1].split()[0].replace(",", ""))
+    assert sizing.households_per_chunk(enough) >= 1
 
 
 def test_the_reduce_on_arrays_worked_by_hand():

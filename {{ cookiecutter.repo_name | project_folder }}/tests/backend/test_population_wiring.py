@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from policyengine_backend._population import chunks, datasets, impact, synthetic
+from policyengine_backend._population import (
+    chunks,
+    datasets,
+    impact,
+    sizing,
+    synthetic,
+)
 from policyengine_backend._population import dataset as ds
 from policyengine_backend._settings import APP_NAME, get_settings
 
@@ -33,6 +39,10 @@ def test_the_chunk_function_is_sized_by_its_constants(modal_app):
     assert modal_app.BACKEND_ENV["POPULATION_CHUNKS"] == str(
         modal_app.POPULATION_CHUNKS
     )
+    # Chunks are sized for that memory, which holds thousands of households.
+    memory = modal_app.BACKEND_ENV["POPULATION_CHUNK_MEMORY_MB"]
+    assert float(memory) == modal_app.POPULATION_CHUNK_MEMORY_MB
+    assert sizing.households_per_chunk(float(memory)) >= 2_000
     # On Modal the default is the country's real dataset, from the Volume.
     assert modal_app.BACKEND_ENV["POPULATION_DATASET"] == datasets.REAL
     assert modal_app.BACKEND_ENV["POPULATION_DATA_DIR"] == modal_app.POPULATION_DATA_DIR
