@@ -96,7 +96,8 @@ def main() -> None:
             shutil.rmtree(folder / kept, ignore_errors=True)
         os.environ["POPULATION_PROCESSES"] = str(processes)
         row(f"first reform, {processes} process(es) and chunk(s)", body)
-    row("second reform, the baseline kept", {**body, "policy": second})
+    os.environ["POPULATION_PROCESSES"] = "1"
+    row("second reform, the baseline kept, 1 process", {**body, "policy": second})
     row("the first again: its kept answer", body)
     size = max(1, households // 4)
     part = synthetic.write(folder / "chunk.h5", size, seed=1)

@@ -57,11 +57,12 @@ def chunk_count(households: int) -> int:
     if memory is not None:
         most = households_per_chunk(memory)
         if most < 1:
+            share = round(MEMORY_SHARE * 100)
             raise Unavailable(
                 f"POPULATION_CHUNK_MEMORY_MB={memory:g} is too small for a chunk "
                 f"of even one household: a chunk needs about {FIXED_MB:,.0f} MB "
-                f"before its households and is given {MEMORY_SHARE:.0%} of its "
-                f"memory, so set at least {math.ceil(least_memory_mb()):,} "
+                f"before its households and is given {share}% of its memory, "
+                f"so set at least {math.ceil(least_memory_mb()):,} "
                 "(in modal_app.py on Modal)"
             )
         count = max(count, math.ceil(households / most))
