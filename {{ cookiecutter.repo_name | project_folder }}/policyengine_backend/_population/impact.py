@@ -364,7 +364,7 @@ def answer_for(metric: str) -> Callable[[Any, dict, Any], Awaitable[bytes]]:
     return answer_metric
 
 
-async def answer(engine: Any, body: dict, limit: Any, metric: str = "impact") -> bytes:
+async def answer(engine: Any, body: dict, limit: Any, metric: str) -> bytes:
     """The job's answer. Raises a BackendError. The same request while one
     runs here waits for its answer (on Modal, each job has its container:
     the same request after one has finished is answered from the kept
