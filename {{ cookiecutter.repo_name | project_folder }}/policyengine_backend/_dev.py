@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from policyengine_backend._web.app import get_engine
-from policyengine_backend._worker.child import die_with_parent
+from policyengine_backend._worker.child import die_with_parent, fresh_streams
 
 # Fork, not spawn: the point is to copy the warm parent.
 FORK = multiprocessing.get_context("fork")
@@ -62,6 +62,7 @@ def serve_app(app: str, listener: socket.socket, parent: int) -> None:
     ``listener``; die with the parent (``parent``, its pid), so a killed
     `make dev` leaves no app holding the port."""
     die_with_parent(parent)
+    fresh_streams()
     import uvicorn
 
     config = uvicorn.Config(app, access_log=False, timeout_graceful_shutdown=1)

@@ -64,6 +64,9 @@ class Answers:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():
                 flight.task.cancel()  # nobody waits: stop it
+                # It takes a moment to stop; a request that comes meanwhile
+                # starts afresh rather than join what is being cancelled.
+                self._forget(key, flight.task)
 
     def _start(
         self,
@@ -79,7 +82,7 @@ class Answers:
                 self.cache.put(key, answer)
                 return answer
             finally:
-                del self._in_flight[key]
+                self._forget(key, asyncio.current_task())
 
         task = asyncio.get_running_loop().create_task(run())
         # Marked as seen: a failure nobody waited for is not "never retrieved".
@@ -87,3 +90,9 @@ class Answers:
         flight = _InFlight(task, shared)
         self._in_flight[key] = flight
         return flight
+
+    def _forget(self, key: str, task: asyncio.Task | None) -> None:
+        """No more joining ``task`` (if it is still the one under ``key``)."""
+        flight = self._in_flight.get(key)
+        if flight is not None and flight.task is task:
+            del self._in_flight[key]

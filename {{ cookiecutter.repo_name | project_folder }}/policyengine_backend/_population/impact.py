@@ -333,9 +333,14 @@ def as_backend_error(error: BaseException) -> BackendError:
 
 def _in_fork(connection, body: dict, server: int, metric: str) -> None:
     """The forked job process: run, send progress and then the outcome."""
-    from policyengine_backend._worker.child import die_with_parent, let_go_of_sockets
+    from policyengine_backend._worker.child import (
+        die_with_parent,
+        fresh_streams,
+        let_go_of_sockets,
+    )
 
     die_with_parent(server)
+    fresh_streams()
     let_go_of_sockets(keep=connection.fileno())
     try:
         result = coordinate(

@@ -35,6 +35,7 @@ import pickle
 import re
 import signal
 import stat
+import sys
 import time
 import traceback
 from typing import Any
@@ -115,12 +116,52 @@ def let_go_of_sockets(keep: int) -> None:
         os.close(null)
 
 
+def fresh_streams() -> None:
+    """Give this process, just forked from the server, a ``sys.stdout`` and
+    ``sys.stderr`` of its own.
+
+    A stream's buffer has a lock, held while a line is written (the system
+    call included), and a fork copies the lock as it is. If another of the
+    server's threads was writing a log line at that moment, the copy is held
+    by a thread that does not exist here, and the first line this process
+    wrote would wait for ever: a calculation that never answers. New stream
+    objects on the same files have locks of their own. Log handlers that
+    held the old streams are pointed at the new ones (not with
+    ``setStream``, which would flush the old one, and wait).
+    """
+    handlers = [
+        handler
+        for logger in [logging.root, *logging.Logger.manager.loggerDict.values()]
+        for handler in getattr(logger, "handlers", ())
+        if isinstance(handler, logging.StreamHandler)
+    ]
+    for name in ("stdout", "stderr"):
+        old = getattr(sys, name)
+        try:
+            fd = old.fileno()
+        except (AttributeError, OSError, ValueError):
+            continue  # not a file (output captured in memory): nothing to copy
+        new = open(  # noqa: SIM115 - it is the process's stream from now on
+            fd,
+            "w",
+            buffering=1,
+            encoding=getattr(old, "encoding", None) or "utf-8",
+            errors="backslashreplace",
+            closefd=False,
+        )
+        setattr(sys, name, new)
+        for handler in handlers:
+            if handler.stream is old:
+                handler.stream = new
+
+
 def serve(
     connection, server: int, systems: Any, settings: Any, warmed_years: tuple
 ) -> None:
     """The worker's loop: prepare each job, run it in a process of its own,
     pass its reply on. ``server`` is the server's pid."""
     die_with_parent(server)
+    fresh_streams()
     let_go_of_sockets(keep=connection.fileno())
     # Ctrl-C in `make dev` reaches the whole process group: stop at once
     # rather than run the server's handlers copied into this process.

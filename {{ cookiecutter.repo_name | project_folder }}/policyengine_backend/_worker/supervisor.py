@@ -20,7 +20,9 @@ answers, so ``/health`` never waits behind the model, and:
   out-of-memory killer, an operator), or that does not answer when idle
   (stopped, or stuck), is replaced, and a job its death cut short runs once
   more; a job whose own process was killed from outside runs once more too.
-  Every wait ends at the waiting request's own deadline.
+  So does a job whose process (or its worker) waits for ever on a lock (see
+  ``waits_for_ever``). Every wait ends at the waiting request's own
+  deadline.
 
 Why not a process pool from a library: neither multiprocessing's ``Pool``
 nor ``concurrent.futures.ProcessPoolExecutor`` can stop one running task at
@@ -91,6 +93,44 @@ def cpu_seconds(pid: int | None) -> float | None:
     if stat[0] in ("T", "t"):
         return None
     return (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
+
+
+# The futex system call's number, and the bits of its operation read below.
+FUTEX = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine)
+FUTEX_PRIVATE = 128
+FUTEX_COMMAND = 127
+FUTEX_WAITS = (0, 9)  # FUTEX_WAIT, FUTEX_WAIT_BITSET
+
+
+def waits_for_ever(pid: int) -> bool:
+    """Whether ``pid`` has one thread, and that thread waits for a lock with
+    no time limit: nothing can ever release it.
+
+    A fork copies the server's memory as it is, locks included, and only
+    the forking thread. A lock another of the server's threads held at that
+    moment (a C or Rust library's, halfway through its first use, say) is
+    held in the copy by a thread that does not exist there, and the first
+    use of it waits for ever. Seen as: one thread, in a ``futex`` wait on a
+    futex private to the process (no other process can wake it), with no
+    timeout. Read from ``/proc/<pid>/syscall`` (Linux; where it is missing,
+    as on gVisor, this says False and the request's deadline ends the job).
+    """
+    if FUTEX is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if stat[17] != "1":  # num_threads
+            return False
+        call = Path(f"/proc/{pid}/syscall").read_text().split()
+        number, operation, timeout = int(call[0]), int(call[2], 16), int(call[4], 16)
+    except (OSError, IndexError, ValueError):  # gone, running, or unreadable
+        return False
+    return (
+        number == FUTEX
+        and operation & FUTEX_PRIVATE != 0
+        and operation & FUTEX_COMMAND in FUTEX_WAITS
+        and timeout == 0
+    )
 
 
 class Deadline:
@@ -276,6 +316,10 @@ class Worker:
 
     def _wait_for_reply(self, job: Job, deadline: Deadline) -> Reply:
         watch = Watch(self.memory, self.limit_mb) if self.memory else None
+        stuck: set[int] = set()  # processes seen waiting for ever at the last poll
+        # The job's CPU time, and when it last grew.
+        job_cpu: float | None = None
+        working_at = time.monotonic()
         while True:
             message = self._receive(
                 time.monotonic() + min(POLL_SECONDS, max(0.0, deadline.left()))
@@ -287,7 +331,7 @@ class Worker:
             elif isinstance(message, Ended) and message.job == job.id:
                 return self._ended(job, message.exitcode)
             if self.closing or job.id in self._cancelled:
-                self._stop_job()
+                self._stop_job(idle_for=time.monotonic() - working_at)
                 raise JobCancelled
             used = watch.poll(self.pids()) if watch else None
             if used is not None and used > self.limit_mb:
@@ -299,9 +343,32 @@ class Worker:
                 )
                 self._stop_job()
                 raise JobOutOfMemory(f"{used:.0f} MB in use")
+            # Seen at two polls in a row, to be sure of what it is.
+            now_stuck = {
+                pid
+                for pid in (self.pid, self.job_pid)
+                if pid is not None and waits_for_ever(pid)
+            }
+            if now_stuck & stuck:
+                raise self._deadlocked()
+            stuck = now_stuck
+            if (cpu := cpu_seconds(self.job_pid)) is not None and cpu != job_cpu:
+                job_cpu, working_at = cpu, time.monotonic()
             if deadline.left() <= 0:
-                self._stop_job()
+                self._stop_job(idle_for=time.monotonic() - working_at)
                 raise JobTimedOut
+
+    def _deadlocked(self) -> WorkerCrashed:
+        """The job (or its worker) waits for ever on a lock it was forked
+        holding: every job of this worker would. A fresh worker, and the job
+        once more."""
+        logger.warning(
+            "the calculation waits for ever on a lock held when its process was "
+            "forked; a fresh worker takes over and the calculation runs once more",
+            extra={"worker_event": "deadlocked", "worker_pid": self.pid},
+        )
+        self.stop()
+        return WorkerCrashed("the calculation's process waited for ever on a lock")
 
     def _holds_much(self) -> bool:
         """Whether the worker holds much more than it did when fresh (years
@@ -329,10 +396,24 @@ class Worker:
             message=f"{job.route}: the function ended its process before answering ({ended})",
         )
 
-    def _stop_job(self) -> None:
+    def _stop_job(self, idle_for: float = 0) -> None:
+        """End the running job. One stopped after ``idle_for`` seconds of no
+        CPU may have waited for a lock its process was forked holding, where
+        ``waits_for_ever`` cannot tell (gVisor): every job of its worker
+        would, so the worker is replaced too. That costs a fork; a poisoned
+        worker would cost every later request its deadline."""
         _kill_group(self.job_pid)
         _wait_until_gone(self.job_pid)
         self.job_pid = None
+        if idle_for > SILENT_SECONDS:
+            logger.warning(
+                "the calculation had used no CPU for %.0f s when it was stopped; a "
+                "fresh worker takes over, in case it waited for a lock held when "
+                "its process was forked",
+                idle_for,
+                extra={"worker_event": "stalled", "worker_pid": self.pid},
+            )
+            self.stop()
 
     def cancel(self, job: Job) -> None:
         """Stop ``job`` (nobody waits for it any more), from any thread."""

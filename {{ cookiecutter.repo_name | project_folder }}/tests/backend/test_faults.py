@@ -10,10 +10,13 @@ or released), so no outcome depends on how fast the machine is.
 """
 
 import asyncio
+import io
 import json
 import logging
 import os
 import signal
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -297,6 +300,81 @@ def test_a_policy_policyengine_cannot_build_is_a_400_and_remembered(
     assert len(runs) == 1  # the second was refused without the worker
 
 
+# --- Forked at a bad moment ------------------------------------------------------
+
+
+class HeldWrites(io.RawIOBase):
+    """A file whose writes wait at ``gate``: a stream over it holds its
+    buffer's lock while a write waits, as a line being written does."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, data) -> int:
+        self.entered.set()
+        self.gate.wait()
+        return os.write(self.fd, data)
+
+
+def test_a_worker_forked_while_another_thread_writes_the_log_answers(
+    client, engine, patch_calculate, monkeypatch, reference, tmp_path
+):
+    """A fork copies a stream's lock as it is: a worker forked while one of
+    the server's threads is halfway through a line must still write its own
+    lines, and answer."""
+    from policyengine_backend._logs import StdoutHandler
+
+    log = tmp_path / "stdout"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    held = HeldWrites(fd)
+    stdout = io.TextIOWrapper(io.BufferedWriter(held), write_through=True)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    # The server's own log goes elsewhere meanwhile (it would wait at the
+    # gate too); the function's logger writes to stdout.
+    others = [h for h in logging.root.handlers if not isinstance(h, StdoutHandler)]
+    monkeypatch.setattr(logging.root, "handlers", others)
+    functions = logging.getLogger("a.worker.function")
+    monkeypatch.setattr(functions, "handlers", [StdoutHandler()])
+    monkeypatch.setattr(functions, "propagate", False)
+    # multiprocessing flushes the streams just before it forks, and another
+    # thread can take the lock again between that flush and the fork: here,
+    # certainly.
+    monkeypatch.setattr("multiprocessing.util._flush_std_streams", lambda: None)
+    writer = threading.Thread(target=lambda: print("the server's line", flush=True))
+    writer.start()
+    held.entered.wait()  # its buffer's lock is held from here until the gate opens
+
+    def printing(real):
+        def calculate(request, simulations):
+            print("the calculation's own line", flush=True)
+            logging.getLogger("a.worker.function").warning("and its log")
+            return real(request, simulations)
+
+        return calculate
+
+    patch_calculate(printing)  # the next calculation forks a fresh worker
+    household = household_with(earnings=44_000)
+    try:
+        response = client.post("/calculate", json={"household": household})
+    finally:
+        held.gate.set()
+        writer.join()
+        os.close(fd)
+
+    assert response.status_code == 200, response.text
+    assert_same_values(response.json()["result"], reference(household))
+    written = log.read_text()
+    assert "the calculation's own line" in written and "and its log" in written
+
+
 # --- Worker functions that misbehave ----------------------------------------------
 
 hostile = APIRouter()
@@ -364,6 +442,22 @@ for path, (value, declared, _) in RESULTS.items():
     worker_endpoint(hostile, path, request_model=Anything, result_model=declared)(
         function
     )
+
+
+class Marked(BaseModel):
+    mark: str
+
+
+@worker_endpoint(hostile, "/deadlocks-once", request_model=Marked, result_model=str)
+def deadlocks_once(request: Marked, simulations) -> str:
+    """The first time, waits for a lock that nothing will release, as a job
+    forked holding a lock of the server's would."""
+    if not os.path.exists(request.mark):
+        open(request.mark, "w").close()
+        lock = threading.Lock()
+        lock.acquire()
+        lock.acquire()
+    return "answered"
 
 
 @worker_endpoint(hostile, "/exits", request_model=Anything, result_model=str)
@@ -435,6 +529,43 @@ def test_a_function_that_exits_is_a_500_run_once(hostile_client, engine):
     )
     assert engine.worker.pid == worker  # the worker itself carries on
     assert hostile_client.get("/health").status_code == 200
+
+
+def test_a_job_that_waits_for_ever_on_a_lock_runs_again_in_a_fresh_worker(
+    hostile_client, engine, tmp_path, caplog
+):
+    assert hostile_client.post("/patches-a-global", json={}).is_success
+    worker = engine.worker.pid
+    mark = tmp_path / "deadlocked"
+    response = hostile_client.post("/deadlocks-once", json={"mark": str(mark)})
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == "answered"
+    assert mark.exists()  # the first try did wait
+    assert events(caplog, "deadlocked")
+    assert engine.worker.pid != worker
+    assert hostile_client.get("/health").status_code == 200
+
+
+def test_where_locks_cannot_be_read_a_job_stuck_on_one_ends_at_its_limit_and_its_worker_is_replaced(
+    hostile_client, engine, tmp_path, caplog, monkeypatch
+):
+    """On gVisor (Modal) there is no /proc/<pid>/syscall: the job ends at
+    its deadline, and the worker it came from is not trusted again."""
+    from policyengine_backend._worker import supervisor
+
+    monkeypatch.setattr(supervisor, "waits_for_ever", lambda pid: False)
+    monkeypatch.setattr(engine, "settings", Settings(calculation_timeout_seconds=30))
+    assert hostile_client.post("/patches-a-global", json={}).is_success
+    worker = engine.worker.pid
+    mark = tmp_path / "deadlocked"
+    response = hostile_client.post("/deadlocks-once", json={"mark": str(mark)})
+    assert mark.exists(), response.text  # it started (on a slow machine, it may not)
+    assert response.status_code == 504, response.text
+    # Queued behind the stuck job until its worker has dealt with it.
+    again = hostile_client.post("/deadlocks-once", json={"mark": str(mark)})
+    assert again.status_code == 200 and again.json()["result"] == "answered"
+    assert events(caplog, "stalled")
+    assert engine.worker.pid != worker
 
 
 def test_a_worker_endpoint_past_its_limit_gets_504_while_health_answers(

@@ -133,7 +133,8 @@ def test_after_the_server_is_killed_nothing_holds_its_port(tmp_path, command):
         response = httpx.post(
             f"{base_url}/calculate", json={"household": EXAMPLE_HOUSEHOLD}, timeout=None
         )
-        assert response.status_code == 200, response.text
+        log = (tmp_path / "server.log").read_text()
+        assert response.status_code == 200, f"{response.text}\n{log[-6000:]}"
         children = descendants(server.pid)
         assert children  # the worker (and under make dev, the app)
         server.kill()
