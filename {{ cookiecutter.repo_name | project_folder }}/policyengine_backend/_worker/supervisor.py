@@ -317,8 +317,9 @@ class Worker:
     def _wait_for_reply(self, job: Job, deadline: Deadline) -> Reply:
         watch = Watch(self.memory, self.limit_mb) if self.memory else None
         stuck: set[int] = set()  # processes seen waiting for ever at the last poll
-        # The job's CPU time, and when it last grew.
-        job_cpu: float | None = None
+        # CPU time (the job's, or the worker's while it prepares the job),
+        # and when it last changed.
+        cpu: float | None = None
         working_at = time.monotonic()
         while True:
             message = self._receive(
@@ -352,8 +353,9 @@ class Worker:
             if now_stuck & stuck:
                 raise self._deadlocked()
             stuck = now_stuck
-            if (cpu := cpu_seconds(self.job_pid)) is not None and cpu != job_cpu:
-                job_cpu, working_at = cpu, time.monotonic()
+            now_cpu = cpu_seconds(self.job_pid or self.pid)
+            if now_cpu is not None and now_cpu != cpu:
+                cpu, working_at = now_cpu, time.monotonic()
             if deadline.left() <= 0:
                 self._stop_job(idle_for=time.monotonic() - working_at)
                 raise JobTimedOut
