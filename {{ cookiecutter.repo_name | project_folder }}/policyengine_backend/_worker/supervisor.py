@@ -83,14 +83,20 @@ HOLDS_MUCH = 0.1
 logger = logging.getLogger(__name__)
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """The CPU time ``pid`` has used; None if it is stopped (SIGSTOP, a
-    debugger) or gone. From ``/proc/<pid>/stat``, which gVisor has too."""
+def proc_stat(pid: int | None) -> list[str] | None:
+    """``/proc/<pid>/stat``'s fields after the command's name (the state
+    first), which gVisor has too; None if ``pid`` is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    if stat[0] in ("T", "t"):
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """The CPU time ``pid`` has used; None if it is stopped (SIGSTOP, a
+    debugger) or gone."""
+    stat = proc_stat(pid)
+    if stat is None or stat[0] in ("T", "t"):
         return None
     return (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
 
@@ -115,12 +121,10 @@ def waits_for_ever(pid: int) -> bool:
     timeout. Read from ``/proc/<pid>/syscall`` (Linux; where it is missing,
     as on gVisor, this says False and the request's deadline ends the job).
     """
-    if FUTEX is None:
+    stat = proc_stat(pid)
+    if FUTEX is None or stat is None or stat[17:18] != ["1"]:  # num_threads
         return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        if stat[17] != "1":  # num_threads
-            return False
         call = Path(f"/proc/{pid}/syscall").read_text().split()
         number, operation, timeout = int(call[0]), int(call[2], 16), int(call[4], 16)
     except (OSError, IndexError, ValueError):  # gone, running, or unreadable
@@ -173,11 +177,10 @@ def _wait_until_gone(pid: int | None, seconds: float = 5.0) -> None:
     exits, and a reading taken before would count what it is giving back."""
     end = time.monotonic() + seconds
     while pid is not None and time.monotonic() < end:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
+        stat = proc_stat(pid)
+        if stat is None:
             return  # gone, and reaped
-        if state in ("Z", "X"):
+        if stat[0] in ("Z", "X"):
             return  # ended: a zombie holds no memory
         time.sleep(0.01)
 
