@@ -42,7 +42,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -66,6 +65,7 @@ from policyengine_backend._worker.messages import (
     Reply,
     Started,
 )
+from policyengine_backend._worker.stack import DeepStackThread
 
 # Fork explicitly (Python 3.14 changes the default): the point is to copy
 # the warm parent, model and caches included.
@@ -230,7 +230,7 @@ class Worker:
         # One job at a time, even if a caller gives up waiting before the
         # job is done: the pipe carries one conversation.
         self._lock = threading.Lock()
-        self._forker: ThreadPoolExecutor | None = None
+        self._forker: DeepStackThread | None = None
         self._forker_pid = 0
 
     @property
@@ -555,13 +555,14 @@ class Worker:
         self.jobs_done = 0
         self.fresh_mb = None
 
-    def _forking_thread(self) -> ThreadPoolExecutor:
+    def _forking_thread(self) -> DeepStackThread:
         """Forks come from one thread, which lives as long as the server:
         Linux ties PR_SET_PDEATHSIG to the forking *thread*, so a worker
-        forked from a short-lived thread would die with it. Made in the
+        forked from a short-lived thread would die with it. Its stack has
+        room for the model's deep calls (``_worker/stack.py``). Made in the
         process that uses it (a server forked by `make dev` makes its own)."""
         if self._forker is None or self._forker_pid != os.getpid():
-            self._forker = ThreadPoolExecutor(1, thread_name_prefix="worker-fork")
+            self._forker = DeepStackThread()
             self._forker_pid = os.getpid()
         return self._forker
 
@@ -618,7 +619,7 @@ class Worker:
             elif self.process is not None:
                 self.process.kill()
         if self._forker is not None:
-            self._forker.shutdown(wait=False)
+            self._forker.shutdown()
             self._forker = None
 
     def check(self) -> str | None:

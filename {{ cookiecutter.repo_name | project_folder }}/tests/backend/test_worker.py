@@ -132,6 +132,26 @@ def start_grandchild(request, simulations):
     return {"started": [grandchild.pid, forked]}
 
 
+def calls_deep_and_back(times: int) -> int:
+    """Calls 600 deep and back ``times`` times, as the model's formulas
+    call one another; the page faults that cost."""
+    import resource
+
+    def down(depth: int) -> int:
+        return down(depth - 1) if depth else 0
+
+    down(600)
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    for _ in range(times):
+        down(600)
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+
+
+@job_function("test-deep-calls")
+def deep_calls(request, simulations):
+    return calls_deep_and_back(1000)
+
+
 class Systems:
     """Stands in for the tax-benefit systems: "building" a policy's system
     keeps the memory the policy names, as a real build keeps its system."""
@@ -216,6 +236,21 @@ def test_each_job_runs_in_a_process_of_its_own_forked_from_the_worker(worker):
     assert first["parent"] == second["parent"] == worker.pid != os.getpid()
     assert first["pid"] != second["pid"]
     assert worker.pid not in (first["pid"], second["pid"])
+
+
+def test_a_jobs_deep_calls_map_no_memory(worker):
+    """CPython maps a chunk for frames that do not fit in the thread's
+    current one, and unmaps it when they return: in an ordinary thread,
+    each dive faults fresh pages in. A job's thread has room for them
+    (``_worker/stack.py``)."""
+    import threading
+
+    ordinary: list[int] = []
+    thread = threading.Thread(target=lambda: ordinary.append(calls_deep_and_back(1000)))
+    thread.start()
+    thread.join()
+    assert ordinary[0] >= 1000  # what the test would see without the room
+    assert answer(run(worker, "test-deep-calls")) < 100
 
 
 @pytest.mark.parametrize("how", ["answers", "then raise"])
