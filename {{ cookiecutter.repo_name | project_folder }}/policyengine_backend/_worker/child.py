@@ -228,6 +228,7 @@ def run_in_own_process(systems: Any, settings: Any, job: Job, connection) -> Any
             os.setpgid(0, 0)
             die_with_parent(worker)
             _forked_dies_with_parent()
+            collect_less_often()
             reply = run_job(systems, settings, job)
             with os.fdopen(write_end, "wb") as pipe:
                 pipe.write(pickle.dumps(reply))
@@ -254,6 +255,23 @@ def run_in_own_process(systems: Any, settings: Any, job: Job, connection) -> Any
         -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     )
     return Ended(job.id, exitcode)
+
+
+def collect_less_often() -> None:
+    """Make this job's full garbage collections ten times rarer.
+
+    Python runs a full collection when the objects that reached the oldest
+    generation since the last one outnumber a quarter of those that survived
+    it. The worker's last full collection (after each job) found little
+    besides what it prepared, the model being frozen out of collections
+    (``Engine.warm_up``), so a job would run one at every tenth younger
+    collection, each walking every object the calculation keeps: a tenth
+    of a 200-household batch's time. Younger collections run as before, so
+    short-lived cycles are freed as soon as ever, and everything goes when
+    the job's process ends.
+    """
+    young, middle, oldest = gc.get_threshold()
+    gc.set_threshold(young, middle, oldest * 10)
 
 
 def run_job(systems: Any, settings: Any, job: Job) -> Reply:
